@@ -1,0 +1,18 @@
+//! Starling's core: identities, signed append-only feeds and the local SQLite
+//! store of a peer-to-peer social node.
+//!
+//! Guarantees: every entry is signed and hash-chained, decoding of anything
+//! that came from outside is total and canonical, and nothing that failed
+//! validation is ever partly written. The crate has no FFI or CLI code; the
+//! `starling` command and the uniffi bindings are thin clients of [`Node`].
+
+pub mod encoding;
+pub mod error;
+pub mod feed;
+pub mod identity;
+pub mod node;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use identity::id::{AuthorId, BlobId, EntryId};
+pub use node::Node;
