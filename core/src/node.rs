@@ -1,0 +1,579 @@
+//! [`Node`]: the one object an app (or the `starling` CLI, or the Kotlin and
+//! Swift bindings) talks to. It owns the node's data directory and store,
+//! holds the local identity, and exposes publishing, ingest and the views.
+//!
+//! All methods are synchronous and take `&self`; `Node` is `Send + Sync`, so
+//! share one instance as `Arc<Node>` between threads. Writes are serialised
+//! internally; reads run on a separate connection and do not wait for them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::feed::{EncryptionKeyAnnouncement, Payload, Post, Profile};
+use crate::identity::at_rest;
+use crate::identity::id::{AuthorId, EntryId};
+use crate::identity::keys::{Identity, RootSeed};
+use crate::store::apply::Effects;
+use crate::store::export::FeedFileReader;
+use crate::store::{
+    DATABASE_FILE, Store, export, graph, ingest, now_ms, publish, queries, secrets,
+};
+
+pub use crate::identity::at_rest::{AtRestKey, AtRestKeyProvider};
+pub use crate::identity::recovery::RecoveryPhrase;
+pub use crate::store::cursor::{Cursor, MAX_PAGE, Page, PageRequest};
+pub use crate::store::ingest::{IncomingEntry, IngestReport};
+pub use crate::store::queries::{Notification, NotificationKind, PostView, ProfileView};
+
+/// How many entries of an imported file are validated per step. The whole
+/// import is still one transaction: all of it is stored, or none.
+const IMPORT_CHUNK: usize = 1000;
+
+/// Largest number of authors one post may mention (protocol limit).
+const MAX_MENTIONS: usize = 32;
+
+/// A Starling node: one identity, one data directory, one store.
+///
+/// # Locking and the at-rest key
+///
+/// [`Node::open`] does not ask the [`AtRestKeyProvider`] for the key. The
+/// key is needed only to unseal the identity's root seed, which happens the
+/// first time something must be signed (publishing, `recovery_phrase`). So
+/// read-only use — timelines, search, profiles, `whoami`, ingesting entries
+/// from peers, export — works while the key is unavailable (for example
+/// before the user unlocked the device). Once unsealed, the identity stays
+/// in memory (wiped on drop) for the life of the `Node`, so publishing does
+/// not pay for a key lookup each time.
+pub struct Node {
+    data_dir: PathBuf,
+    store: Store,
+    keys: Arc<dyn AtRestKeyProvider>,
+    /// The unsealed identity, once something needed it.
+    identity: Mutex<Option<Identity>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+// Apps share one Node between threads; keep that a compile-time guarantee.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Node>();
+};
+
+impl Node {
+    /// Opens the node stored in `data_dir`, creating the directory and its
+    /// database (`starling.db`) if needed and upgrading an older schema.
+    ///
+    /// `keys` supplies the at-rest key that seals the identity's secrets; it
+    /// is only consulted when a secret is needed (see the type docs).
+    ///
+    /// Errors: [`Error::Io`] if the directory cannot be created,
+    /// [`Error::SchemaTooNew`] if a newer Starling wrote the store,
+    /// [`Error::Storage`] if the database is unusable (e.g. locked by
+    /// another process for longer than 5 s).
+    pub fn open(data_dir: &Path, keys: Arc<dyn AtRestKeyProvider>) -> Result<Node> {
+        std::fs::create_dir_all(data_dir)?;
+        let store = Store::open(&data_dir.join(DATABASE_FILE))?;
+        Ok(Node {
+            data_dir: data_dir.to_owned(),
+            store,
+            keys,
+            identity: Mutex::new(None),
+        })
+    }
+
+    /// The data directory this node lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Path of the SQLite database file (`<data_dir>/starling.db`).
+    pub fn database_path(&self) -> PathBuf {
+        self.store.path().to_owned()
+    }
+
+    /// The underlying store, for benchmarks and tests.
+    #[doc(hidden)]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- identity -------------------------------------------------------
+
+    /// Whether an identity was created or restored in this data dir.
+    pub fn has_identity(&self) -> Result<bool> {
+        Ok(self.store.read(secrets::identity)?.is_some())
+    }
+
+    /// Creates a new identity and starts its feed.
+    ///
+    /// Publishes the identity's encryption key announcement (its X25519 key,
+    /// bound to the feed key by a signature) as entry 1, then, if `name` is
+    /// given, a profile with that display name. The root seed is stored only
+    /// sealed with the at-rest key.
+    ///
+    /// Returns the new author id and the 24-word recovery phrase: show the
+    /// phrase to the user once so they can write it down; it is the only way
+    /// to restore the identity on another device. It can be shown again
+    /// later with [`Node::recovery_phrase`].
+    ///
+    /// Errors: [`Error::IdentityExists`] if this data dir already has one;
+    /// [`Error::Locked`] if the at-rest key is unavailable;
+    /// [`Error::InvalidInput`] if `name` is longer than 64 bytes.
+    pub fn create_identity(&self, name: Option<&str>) -> Result<(AuthorId, RecoveryPhrase)> {
+        if self.has_identity()? {
+            return Err(Error::IdentityExists);
+        }
+        let identity = Identity::generate()?;
+        let phrase = RecoveryPhrase::from_seed(identity.seed());
+        self.install_identity(identity, true, name)?;
+        let author = self.whoami()?;
+        Ok((author, phrase))
+    }
+
+    /// Restores an identity from its 24-word recovery phrase.
+    ///
+    /// The seed is stored sealed like a created one. If this store already
+    /// holds entries of that author (for example after syncing them from
+    /// peers), publishing continues that feed. Nothing is published here:
+    /// **sync the old feed from peers before publishing**, otherwise the
+    /// first new entry starts the feed again at position 1, which peers that
+    /// hold the old feed will see as a fork.
+    ///
+    /// Errors: [`Error::Crypto`] for a phrase with a wrong word, word count
+    /// or checksum (the message says which; the store is unchanged);
+    /// [`Error::IdentityExists`] if this data dir has a different identity
+    /// (restoring the same one again is allowed); [`Error::Locked`] if the
+    /// at-rest key is unavailable.
+    pub fn restore_identity(&self, phrase: &str) -> Result<AuthorId> {
+        let seed = RecoveryPhrase::parse(phrase)?.to_seed()?;
+        let identity = Identity::from_seed(seed);
+        if let Some(existing) = self.store.read(secrets::identity)?
+            && existing != identity.author_id()
+        {
+            return Err(Error::IdentityExists);
+        }
+        self.install_identity(identity, false, None)?;
+        self.whoami()
+    }
+
+    /// Seals and stores `identity`, records its author id and, for a new
+    /// identity, publishes its first entries — all in one transaction.
+    fn install_identity(
+        &self,
+        identity: Identity,
+        new_feed: bool,
+        name: Option<&str>,
+    ) -> Result<()> {
+        let key = self.keys.at_rest_key()?;
+        let sealed = at_rest::seal(&key, secrets::ROOT_SEED, identity.seed().as_bytes())?;
+        let author = identity.author_id();
+        let now = now_ms();
+        let effects = self.store.write(|tx| {
+            match secrets::identity(tx)? {
+                Some(existing) if existing != author => return Err(Error::IdentityExists),
+                Some(_) if new_feed => return Err(Error::IdentityExists),
+                _ => {}
+            }
+            secrets::put_sealed(tx, secrets::ROOT_SEED, &sealed)?;
+            secrets::set_identity(tx, &author)?;
+            let mut effects = Effects::default();
+            if new_feed {
+                let announcement = Payload::EncryptionKey(EncryptionKeyAnnouncement {
+                    x25519_public: identity.x25519_public(),
+                    created_at_ms: now,
+                    binding_signature: crate::identity::binding::sign_x25519_binding(
+                        &identity, now,
+                    ),
+                });
+                effects.merge(
+                    publish::publish_in_tx(tx, identity.signing_key(), &announcement, now)?.1,
+                );
+                if let Some(name) = name {
+                    let profile = Payload::Profile(Profile {
+                        name: name.to_owned(),
+                        about: String::new(),
+                        avatar: None,
+                    });
+                    effects.merge(
+                        publish::publish_in_tx(tx, identity.signing_key(), &profile, now)?.1,
+                    );
+                }
+            }
+            Ok(effects)
+        })?;
+        *self.identity_slot() = Some(identity);
+        self.after_write(effects)
+    }
+
+    fn identity_slot(&self) -> MutexGuard<'_, Option<Identity>> {
+        // A panic while holding this lock cannot leave a half-set identity.
+        self.identity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The unsealed identity, unsealing it with the at-rest key on first use.
+    fn unlocked(&self) -> Result<Identity> {
+        let mut slot = self.identity_slot();
+        if let Some(identity) = slot.as_ref() {
+            return Ok(identity.clone());
+        }
+        let author = self.whoami()?;
+        let sealed = self
+            .store
+            .read(|c| secrets::get_sealed(c, secrets::ROOT_SEED))?
+            .ok_or_else(|| {
+                Error::Locked("the identity's sealed seed is missing from the store".into())
+            })?;
+        let key = self.keys.at_rest_key()?;
+        let seed = at_rest::open(&key, secrets::ROOT_SEED, &sealed)?;
+        let identity = Identity::from_seed(RootSeed::from_slice(&seed)?);
+        if identity.author_id() != author {
+            return Err(Error::Locked(
+                "the sealed seed does not belong to this node's identity".into(),
+            ));
+        }
+        *slot = Some(identity.clone());
+        Ok(identity)
+    }
+
+    /// The identity's 24-word recovery phrase, for showing it to the user
+    /// again. Needs the at-rest key. Never log or store the result.
+    ///
+    /// Errors: [`Error::NoIdentity`]; [`Error::Locked`] if the at-rest key
+    /// is unavailable or wrong.
+    pub fn recovery_phrase(&self) -> Result<RecoveryPhrase> {
+        Ok(RecoveryPhrase::from_seed(self.unlocked()?.seed()))
+    }
+
+    /// This node's author id (`stl1…`). Does not need the at-rest key.
+    ///
+    /// Errors: [`Error::NoIdentity`] before one was created or restored.
+    pub fn whoami(&self) -> Result<AuthorId> {
+        self.store.read(secrets::identity)?.ok_or(Error::NoIdentity)
+    }
+
+    // ----- publishing -----------------------------------------------------
+
+    /// Signs `payload` as the next entry of this node's feed and stores it.
+    /// When this returns `Ok`, the entry is durably on disk (it survives a
+    /// crash or power loss) and can be replicated.
+    ///
+    /// The entry is dated with the current time, or with the previous
+    /// entry's time if the device clock went backwards.
+    ///
+    /// Errors: [`Error::NoIdentity`]; [`Error::Locked`] if the identity must
+    /// be unsealed and the key is unavailable; [`Error::InvalidInput`] if the
+    /// payload breaks a limit (e.g. text over 8192 bytes) or a rule (deleting
+    /// someone else's entry, following yourself); [`Error::NotFound`] when
+    /// deleting an entry that is not stored.
+    pub fn publish(&self, payload: Payload) -> Result<EntryId> {
+        let identity = self.unlocked()?;
+        let (id, effects) = self
+            .store
+            .write(|tx| publish::publish_in_tx(tx, identity.signing_key(), &payload, now_ms()))?;
+        self.after_write(effects)?;
+        Ok(id)
+    }
+
+    /// Publishes a post. For a reply, pass the post replied to as
+    /// `reply_to`; the thread root is filled in from it. Authors mentioned as
+    /// `@stl1…` in the text are recorded as mentions (and notified).
+    ///
+    /// Errors: as [`Node::publish`]; [`Error::InvalidInput`] for empty text
+    /// or text over 8192 bytes.
+    pub fn post(&self, text: &str, reply_to: Option<EntryId>) -> Result<EntryId> {
+        if text.trim().is_empty() {
+            return Err(Error::InvalidInput("a post needs some text".into()));
+        }
+        let root = match reply_to {
+            Some(parent) => Some(self.store.read(|c| thread_root_of(c, &parent))?),
+            None => None,
+        };
+        self.publish(Payload::Post(Post {
+            text: text.to_owned(),
+            reply_to,
+            root,
+            mentions: parse_mentions(text),
+            attachments: Vec::new(),
+        }))
+    }
+
+    /// Reacts to an entry with `emoji` (1 to 64 bytes, usually one emoji).
+    pub fn react(&self, target: EntryId, emoji: &str) -> Result<EntryId> {
+        self.publish(Payload::Reaction {
+            target,
+            emoji: emoji.to_owned(),
+        })
+    }
+
+    /// Follows `author`: their posts appear in the timeline and their feed
+    /// (and, by default, the feeds they follow) are replicated.
+    pub fn follow(&self, author: AuthorId) -> Result<EntryId> {
+        self.publish(Payload::Follow(author))
+    }
+
+    /// Stops following `author`.
+    pub fn unfollow(&self, author: AuthorId) -> Result<EntryId> {
+        self.publish(Payload::Unfollow(author))
+    }
+
+    /// Blocks `author`: everything stored of their feed is removed from this
+    /// device, their entries are refused from then on, and they are left out
+    /// of every view and of replication. The block itself is a public entry
+    /// of your feed.
+    pub fn block(&self, author: AuthorId) -> Result<EntryId> {
+        self.publish(Payload::Block(author))
+    }
+
+    /// Lifts a block. The author's feed is fetched again by the next sync.
+    pub fn unblock(&self, author: AuthorId) -> Result<EntryId> {
+        self.publish(Payload::Unblock(author))
+    }
+
+    /// Updates the profile. `None` keeps the current value, `Some("")`
+    /// clears it; the avatar is kept.
+    pub fn set_profile(&self, name: Option<String>, about: Option<String>) -> Result<EntryId> {
+        let me = self.whoami()?;
+        let current = self.store.read(|c| queries::profile(c, &me))?;
+        self.publish(Payload::Profile(Profile {
+            name: name.or(current.name).unwrap_or_default(),
+            about: about.or(current.about).unwrap_or_default(),
+            avatar: current.avatar,
+        }))
+    }
+
+    /// Deletes one of your own entries: publishes a delete entry, and
+    /// removes the target's payload from this device (for a post: its text,
+    /// search index terms, mentions and attachments; the post remains as a
+    /// "deleted" placeholder in threads). Peers do the same when they receive
+    /// the delete. The removed text does not remain anywhere in the database
+    /// files.
+    ///
+    /// Errors: [`Error::NotFound`] if the entry is not stored;
+    /// [`Error::InvalidInput`] if it is someone else's (use [`Node::hide`]).
+    pub fn delete(&self, target: EntryId) -> Result<EntryId> {
+        self.publish(Payload::Delete(target))
+    }
+
+    /// Hides any entry from your own views on this device (timeline, feeds,
+    /// threads, search, notifications). Local only: nothing is published and
+    /// the entry is still stored and replicated.
+    pub fn hide(&self, target: EntryId) -> Result<()> {
+        self.store.write(|tx| {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO hidden (entry_id, hidden_at) VALUES (?1, ?2)",
+            )?
+            .execute(rusqlite::params![
+                target.as_bytes(),
+                crate::store::to_sql_int(now_ms())?
+            ])?;
+            Ok(())
+        })
+    }
+
+    // ----- views ----------------------------------------------------------
+
+    /// The home timeline: your posts and those of the authors you follow,
+    /// newest first, without hidden posts or blocked authors. Deleted posts
+    /// appear with `deleted = true` and `text = None`.
+    ///
+    /// Pass `PageRequest { limit, before: None }` for the newest page, then
+    /// the returned `next` cursor for older pages. Errors:
+    /// [`Error::InvalidInput`] for a limit outside 1..=200;
+    /// [`Error::NoIdentity`].
+    pub fn timeline(&self, page: PageRequest) -> Result<Page<PostView>> {
+        let me = self.whoami()?;
+        self.store.read(|c| queries::timeline(c, &me, &page))
+    }
+
+    /// One author's posts, newest first (hidden posts left out).
+    pub fn feed(&self, author: AuthorId, page: PageRequest) -> Result<Page<PostView>> {
+        let me = self.me_or_nobody()?;
+        self.store.read(|c| queries::feed(c, &me, &author, &page))
+    }
+
+    /// A thread: the root post first, then all replies in it, oldest first.
+    ///
+    /// Errors: [`Error::NotFound`] if the root post is not stored.
+    pub fn thread(&self, root: EntryId) -> Result<Vec<PostView>> {
+        let me = self.me_or_nobody()?;
+        self.store.read(|c| queries::thread(c, &me, &root))
+    }
+
+    /// Replies to your posts, mentions of you and reactions to your entries,
+    /// newest first.
+    pub fn notifications(&self, page: PageRequest) -> Result<Page<Notification>> {
+        let me = self.whoami()?;
+        self.store.read(|c| queries::notifications(c, &me, &page))
+    }
+
+    /// Full-text search over the text of all stored posts, newest first.
+    /// Every word must occur (case- and accent-insensitive); punctuation and
+    /// search operators in `query` are treated as plain text.
+    ///
+    /// Errors: [`Error::InvalidInput`] if `query` has no words or is over
+    /// 1024 bytes.
+    pub fn search(&self, query: &str, page: PageRequest) -> Result<Page<PostView>> {
+        let me = self.me_or_nobody()?;
+        self.store.read(|c| queries::search(c, &me, query, &page))
+    }
+
+    /// An author's latest profile (name, about, avatar), how many authors
+    /// they follow and are followed by (as far as this node knows), and
+    /// whether their feed is known to have forked. An unknown author gives
+    /// an empty profile, not an error.
+    pub fn profile(&self, author: AuthorId) -> Result<ProfileView> {
+        self.store.read(|c| queries::profile(c, &author))
+    }
+
+    /// The authors `author` currently follows.
+    pub fn follows(&self, author: AuthorId) -> Result<Vec<AuthorId>> {
+        self.store.read(|c| graph::follows(c, &author))
+    }
+
+    /// The authors known to this node that currently follow `author`.
+    pub fn followers(&self, author: AuthorId) -> Result<Vec<AuthorId>> {
+        self.store.read(|c| graph::followers(c, &author))
+    }
+
+    /// Reaction counts for an entry: `(emoji, number of authors)`, most
+    /// frequent first.
+    pub fn reaction_counts(&self, entry: EntryId) -> Result<Vec<(String, u64)>> {
+        self.store.read(|c| queries::reaction_counts(c, &entry))
+    }
+
+    /// The feeds within `n` follow hops of this node's identity: your own
+    /// (first), those you follow (1 hop), those they follow (2 hops), ...
+    /// Authors you block are excluded, and not followed through. This is the
+    /// set of feeds sync replicates; 2 is the usual `n`.
+    pub fn feeds_within_hops(&self, n: u32) -> Result<Vec<AuthorId>> {
+        let me = self.whoami()?;
+        self.store.read(|c| graph::feeds_within_hops(c, &me, n))
+    }
+
+    // ----- replication ----------------------------------------------------
+
+    /// Writes `author`'s feed (entries in order, with the payloads this
+    /// node holds) to a portable file at `path`; returns the number of
+    /// entries. Import it elsewhere with [`Node::import`].
+    ///
+    /// Errors: [`Error::NotFound`] if no entry of `author` is stored;
+    /// [`Error::Io`].
+    pub fn export_feed(&self, author: AuthorId, path: &Path) -> Result<u64> {
+        self.store.read(|c| export::export_feed(c, &author, path))
+    }
+
+    /// Imports a file written by [`Node::export_feed`]. All or nothing: a
+    /// corrupt file or any invalid entry leaves the store unchanged.
+    ///
+    /// Errors: [`Error::Decode`] for a damaged or foreign file;
+    /// [`Error::BatchRejected`] (with the entry's position in the file) for
+    /// an invalid entry; [`Error::Io`].
+    pub fn import(&self, path: &Path) -> Result<IngestReport> {
+        let mut reader = FeedFileReader::open(path)?;
+        let (report, effects) = self.store.write(|tx| {
+            let me = secrets::identity(tx)?;
+            let mut report = IngestReport::default();
+            let mut effects = Effects::default();
+            let mut offset = 0;
+            loop {
+                let chunk = reader.chunk(IMPORT_CHUNK)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                let (r, e) = ingest::ingest_in_tx(tx, &chunk, offset, me, now_ms())?;
+                report.add(&r);
+                effects.merge(e);
+                offset += chunk.len();
+            }
+            Ok((report, effects))
+        })?;
+        self.after_write(effects)?;
+        Ok(report)
+    }
+
+    /// Stores entries received from peers, from one or many authors.
+    ///
+    /// The batch is atomic: every entry is checked (format, signature,
+    /// payload length and hash, timestamp window, chain continuity with the
+    /// stored feed and with earlier entries of the batch) and if any fails,
+    /// nothing is stored and [`Error::BatchRejected`] names the entry and
+    /// the reason. Entries already held are counted as duplicates; a valid
+    /// second entry for a position already held is kept as fork evidence
+    /// (the feed is then reported as forked) and never replaces the first;
+    /// entries of blocked authors are counted and dropped.
+    pub fn ingest(&self, batch: Vec<IncomingEntry>) -> Result<IngestReport> {
+        if batch.is_empty() {
+            return Ok(IngestReport::default());
+        }
+        let (report, effects) = self.store.write(|tx| {
+            let me = secrets::identity(tx)?;
+            ingest::ingest_in_tx(tx, &batch, 0, me, now_ms())
+        })?;
+        self.after_write(effects)?;
+        Ok(report)
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    /// After content was erased, push it out of the WAL file too.
+    fn after_write(&self, effects: Effects) -> Result<()> {
+        if effects.erased_content {
+            self.store.checkpoint_truncate()?;
+        }
+        Ok(())
+    }
+
+    /// The local identity, or an id no feed can have (all zeros is not a
+    /// valid Ed25519 key) so views work before an identity exists.
+    fn me_or_nobody(&self) -> Result<AuthorId> {
+        Ok(self
+            .store
+            .read(secrets::identity)?
+            .unwrap_or(AuthorId::from_bytes([0; 32])))
+    }
+}
+
+/// The root of the thread `parent` belongs to: its own root, or itself.
+fn thread_root_of(conn: &rusqlite::Connection, parent: &EntryId) -> Result<EntryId> {
+    use rusqlite::OptionalExtension;
+    let root: Option<Option<Vec<u8>>> = conn
+        .prepare_cached("SELECT root FROM posts WHERE entry_id = ?1")?
+        .query_row([parent.as_bytes()], |r| r.get(0))
+        .optional()?;
+    match root.flatten() {
+        Some(bytes) => EntryId::from_slice(&bytes),
+        // The parent is a thread root, or not stored (then it is the best
+        // guess we have).
+        None => Ok(*parent),
+    }
+}
+
+/// Author ids written as `@stl1…` in a post's text, first occurrences
+/// first, without repeats, at most 32.
+pub(crate) fn parse_mentions(text: &str) -> Vec<AuthorId> {
+    let mut out: Vec<AuthorId> = Vec::new();
+    for (i, _) in text.match_indices("@stl1") {
+        let candidate: String = text[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if let Ok(author) = candidate.parse::<AuthorId>()
+            && !out.contains(&author)
+        {
+            out.push(author);
+            if out.len() == MAX_MENTIONS {
+                break;
+            }
+        }
+    }
+    out
+}

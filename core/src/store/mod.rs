@@ -1,0 +1,199 @@
+//! The local store: one SQLite database per node (`<data_dir>/starling.db`)
+//! holding every accepted feed entry, the payloads, decoded index tables for
+//! the app's views, the social graph and the sealed secrets.
+//!
+//! # Durability
+//!
+//! The database runs in WAL mode with `synchronous = FULL`. In WAL mode
+//! `FULL` makes SQLite fsync the write-ahead log at every commit, so once a
+//! write transaction (a publish, an ingested batch) has committed, its entries
+//! are on stable storage: they survive not only a `kill -9` of the process
+//! but also a power loss or OS crash. `NORMAL` would fsync only at
+//! checkpoints: it survives a killed process (the WAL is in the OS page
+//! cache) but a power cut could silently drop the last acknowledged
+//! transactions — and a feed entry that was acknowledged, replicated to
+//! peers and then lost locally would make the next publish reuse its sequence
+//! number, which the network sees as a fork of the user's own feed. The cost
+//! is one fsync per commit; publishing is interactive (one entry per user
+//! action) and ingest commits whole batches, so that cost is paid per batch,
+//! not per entry.
+//!
+//! # Connections
+//!
+//! One writer connection behind a mutex serialises all writes; a separate
+//! read-only connection (WAL lets it read a consistent snapshot while the
+//! writer commits) serves the queries. Write helpers take a
+//! `&rusqlite::Transaction` so callers compose them into one atomic unit
+//! ([`Store::write`] opens it `IMMEDIATE` and commits it).
+//!
+//! # Deletion leaves no trace in the files
+//!
+//! `PRAGMA secure_delete = ON` zeroes freed cells and pages, the FTS5 index
+//! runs with its `secure-delete` option, and after a transaction that
+//! deleted content the WAL is checkpointed and truncated
+//! ([`Store::checkpoint_truncate`]) so older page images holding the text
+//! leave the `-wal` file too.
+
+pub(crate) mod apply;
+pub mod cursor;
+pub(crate) mod export;
+pub(crate) mod graph;
+pub(crate) mod ingest;
+pub mod migrations;
+pub(crate) mod publish;
+pub(crate) mod queries;
+pub(crate) mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::Result;
+
+pub use cursor::{Cursor, Page, PageRequest};
+
+/// File name of the database inside a node's data dir.
+pub const DATABASE_FILE: &str = "starling.db";
+
+/// How long a connection waits for a lock held by another process (e.g. the
+/// CLI run while an app holds the store open) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store of one node. `Send + Sync`: both connections sit behind
+/// mutexes.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: a panic inside a write drops
+/// its `Transaction`, which rolls back, so the connection is still sound.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it to
+    /// the current schema. Fails with `Error::SchemaTooNew` if a newer
+    /// Starling wrote it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut writer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        // journal_mode returns the resulting mode as a row; WAL is persistent
+        // in the file, setting it again on every open is a no-op.
+        let _mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.pragma_update(None, "foreign_keys", true)?;
+        writer.pragma_update(None, "secure_delete", true)?;
+        migrations::migrate(&mut writer)?;
+
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        reader.pragma_update(None, "query_only", true)?;
+        Ok(Store {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one `IMMEDIATE` write transaction and commits it if `f`
+    /// succeeds; on any error nothing of it is written. When `write` returns
+    /// `Ok`, the transaction is durable (see the module docs).
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let conn = lock(&self.writer);
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on the reader connection inside one read transaction, so all
+    /// its queries see the same snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = lock(&self.reader);
+        let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+        let out = f(&tx)?;
+        // Read-only: ending the transaction either way is fine; commit is
+        // just the cheaper way to release the snapshot.
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Copies the whole WAL into the database file and truncates the WAL to
+    /// zero bytes, so page images of deleted content no longer exist in the
+    /// `-wal` file. Called after transactions that deleted content.
+    pub fn checkpoint_truncate(&self) -> Result<()> {
+        // Hold the reader lock too: an open read snapshot would stop the
+        // checkpoint from reaching the end of the WAL.
+        let reader = lock(&self.reader);
+        let writer = lock(&self.writer);
+        let (busy, _log, _checkpointed): (i64, i64, i64) =
+            writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        drop(reader);
+        if busy != 0 {
+            // Another process holds a snapshot; the next checkpoint after a
+            // delete (or SQLite's automatic one) will finish the job.
+            tracing::debug!("wal checkpoint after delete was blocked by a reader");
+        }
+        Ok(())
+    }
+
+    /// Direct access to the writer connection, for benchmarks and tests that
+    /// need raw SQL beside the store (e.g. a baseline measurement).
+    #[doc(hidden)]
+    pub fn with_writer<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        f(&mut conn)
+    }
+}
+
+/// Current time in ms since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Converts a u64 from the wire into SQLite's i64, refusing values that do
+/// not fit instead of wrapping them negative.
+pub(crate) fn to_sql_int(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| {
+        crate::error::Error::InvalidInput(format!("{v} does not fit the store's integer range"))
+    })
+}
+
+/// Reads a stored non-negative integer back into u64.
+pub(crate) fn from_sql_int(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
