@@ -577,3 +577,416 @@ pub(crate) fn parse_mentions(text: &str) -> Vec<AuthorId> {
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::identity::at_rest::InMemoryKeyProvider;
+    use crate::store::testutil::{Author, bare_node, dump, node};
+
+    /// A provider whose key is not available (device still locked).
+    struct LockedKeys;
+    impl AtRestKeyProvider for LockedKeys {
+        fn at_rest_key(&self) -> Result<AtRestKey> {
+            Err(Error::Locked("device locked".into()))
+        }
+    }
+
+    fn all_db_bytes(dir: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with(DATABASE_FILE) {
+                out.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        out
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn create_publishes_key_announcement_then_profile() {
+        let (_d, node) = bare_node();
+        assert!(!node.has_identity().unwrap());
+        assert!(matches!(node.whoami(), Err(Error::NoIdentity)));
+        assert!(matches!(node.post("x", None), Err(Error::NoIdentity)));
+        let (me, phrase) = node.create_identity(Some("Ada")).unwrap();
+        assert_eq!(phrase.words().len(), 24);
+        assert_eq!(node.whoami().unwrap(), me);
+        assert!(matches!(
+            node.create_identity(None),
+            Err(Error::IdentityExists)
+        ));
+        let tags: Vec<i64> = node
+            .store()
+            .read(|c| {
+                Ok(c.prepare("SELECT tag FROM entries ORDER BY seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .unwrap();
+        assert_eq!(tags, [0x09, 0x07]);
+        let keys: i64 = node
+            .store()
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM encryption_keys", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(keys, 1);
+        assert_eq!(node.recovery_phrase().unwrap().expose(), phrase.expose());
+    }
+
+    #[test]
+    fn the_seed_is_stored_only_sealed_and_read_only_use_needs_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(InMemoryKeyProvider::random().unwrap());
+        let (me, phrase) = {
+            let node = Node::open(dir.path(), keys.clone()).unwrap();
+            let out = node.create_identity(None).unwrap();
+            node.post("hello", None).unwrap();
+            out
+        };
+        let seed = RecoveryPhrase::parse(phrase.expose())
+            .unwrap()
+            .to_seed()
+            .unwrap();
+        assert!(
+            !contains(&all_db_bytes(dir.path()), seed.as_bytes()),
+            "clear seed on disk"
+        );
+
+        // Without the key: reading works, signing does not.
+        let locked = Node::open(dir.path(), Arc::new(LockedKeys)).unwrap();
+        assert_eq!(locked.whoami().unwrap(), me);
+        assert_eq!(
+            locked.timeline(PageRequest::first(5)).unwrap().items.len(),
+            1
+        );
+        assert!(matches!(locked.post("nope", None), Err(Error::Locked(_))));
+        // With a wrong key: Locked as well.
+        drop(locked);
+        let wrong =
+            Node::open(dir.path(), Arc::new(InMemoryKeyProvider::random().unwrap())).unwrap();
+        assert!(matches!(wrong.recovery_phrase(), Err(Error::Locked(_))));
+        drop(wrong);
+        // With the right key, after reopening: the feed continues.
+        let node = Node::open(dir.path(), keys).unwrap();
+        node.post("again", None).unwrap();
+        assert_eq!(
+            node.feed(me, PageRequest::first(5)).unwrap().items[0].seq,
+            3
+        );
+    }
+
+    #[test]
+    fn restore_continues_a_stored_feed_and_bad_phrases_change_nothing() {
+        let (_d1, old) = node();
+        let phrase = old.recovery_phrase().unwrap();
+        let me = old.whoami().unwrap();
+        old.post("before the restore", None).unwrap();
+        let export = _d1.path().join("feed.starling");
+        assert_eq!(old.export_feed(me, &export).unwrap(), 3);
+
+        let (_d2, new) = bare_node();
+        let before = dump(new.store());
+        let mut words: Vec<String> = phrase.words().iter().map(|w| w.to_string()).collect();
+        words.swap(0, 1);
+        assert!(matches!(
+            new.restore_identity(&words.join(" ")),
+            Err(Error::Crypto(_))
+        ));
+        assert!(matches!(
+            new.restore_identity("not a phrase"),
+            Err(Error::Crypto(_))
+        ));
+        assert_eq!(before, dump(new.store()));
+
+        assert_eq!(new.import(&export).unwrap().accepted, 3);
+        assert_eq!(new.restore_identity(phrase.expose()).unwrap(), me);
+        let id = new.post("after the restore", None).unwrap();
+        let feed = new.feed(me, PageRequest::first(5)).unwrap();
+        assert_eq!((feed.items[0].id, feed.items[0].seq), (id, 4));
+        // Restoring the same identity again is fine; another one is not.
+        assert_eq!(new.restore_identity(phrase.expose()).unwrap(), me);
+        let (_d3, other) = node();
+        let other_phrase = other.recovery_phrase().unwrap();
+        assert!(matches!(
+            new.restore_identity(other_phrase.expose()),
+            Err(Error::IdentityExists)
+        ));
+    }
+
+    #[test]
+    fn store_settings_are_durable_and_reopen_is_idempotent() {
+        let (dir, node) = node();
+        node.post("persist", None).unwrap();
+        let sync: i64 = node
+            .store()
+            .with_writer(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous must be FULL");
+        let mode: String = node
+            .store()
+            .with_writer(|c| Ok(c.pragma_query_value(None, "journal_mode", |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = node
+            .store()
+            .with_writer(|c| Ok(c.pragma_query_value(None, "foreign_keys", |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(fk, 1);
+        let before = dump(node.store());
+        drop(node);
+        let again =
+            Node::open(dir.path(), Arc::new(InMemoryKeyProvider::random().unwrap())).unwrap();
+        assert_eq!(before, dump(again.store()));
+        let version = again
+            .store()
+            .read(crate::store::migrations::schema_version)
+            .unwrap();
+        assert_eq!(version, crate::store::migrations::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn delete_removes_text_fts_and_every_trace_in_the_files() {
+        let (dir, node) = node();
+        let secret = "xylophonequartz is my secret";
+        let id = node.post(secret, None).unwrap();
+        node.post("keep this one", None).unwrap();
+        assert_eq!(
+            node.search("xylophonequartz", PageRequest::first(5))
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        assert!(contains(&all_db_bytes(dir.path()), b"xylophonequartz"));
+
+        node.delete(id).unwrap();
+        let t = node.timeline(PageRequest::first(5)).unwrap();
+        let gone = t.items.iter().find(|p| p.id == id).unwrap();
+        assert!(gone.deleted && gone.text.is_none());
+        assert!(
+            node.search("xylophonequartz", PageRequest::first(5))
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let (payloads, fts): (i64, i64) = node
+            .store()
+            .read(|c| {
+                Ok((
+                    c.query_row(
+                        "SELECT COUNT(*) FROM payloads WHERE entry_id = ?1",
+                        [id.as_bytes()],
+                        |r| r.get(0),
+                    )?,
+                    c.query_row(
+                        "SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH 'xylophonequartz'",
+                        [],
+                        |r| r.get(0),
+                    )?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((payloads, fts), (0, 0));
+        let bytes = all_db_bytes(dir.path());
+        assert!(
+            !contains(&bytes, b"xylophonequartz"),
+            "deleted text still in the database files"
+        );
+        assert!(
+            contains(&bytes, b"keep this one")
+                || node.search("keep", PageRequest::first(1)).is_ok()
+        );
+        // Only own entries can be deleted; unknown ones are NotFound.
+        let mut a = Author::new(4);
+        let (theirs, inc) = a.post("theirs");
+        node.ingest(vec![inc]).unwrap();
+        assert!(matches!(node.delete(theirs), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            node.delete(EntryId::from_bytes([1; 32])),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_delete_that_arrives_first_still_wins() {
+        let (_d, node) = node();
+        let mut a = Author::new(4);
+        node.follow(a.id()).unwrap();
+        let (target, post) = a.post("regrettable");
+        let (_, del) = a.next(&Payload::Delete(target));
+        // The delete alone cannot be ingested before its chain predecessor,
+        // so the target arrives without payload first (as after a sync of
+        // headers), then the delete, then the payload.
+        let header_only = IncomingEntry {
+            entry_bytes: post.entry_bytes.clone(),
+            payload: None,
+        };
+        node.ingest(vec![header_only, del]).unwrap();
+        node.ingest(vec![post]).unwrap();
+        let t = node.timeline(PageRequest::first(5)).unwrap();
+        assert!(
+            t.items
+                .iter()
+                .all(|p| p.text.as_deref() != Some("regrettable")),
+            "{t:?}"
+        );
+        let payloads: i64 = node
+            .store()
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM payloads WHERE entry_id = ?1",
+                    [target.as_bytes()],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(payloads, 0);
+        assert!(
+            node.search("regrettable", PageRequest::first(5))
+                .unwrap()
+                .items
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn hidden_entries_leave_my_views_only() {
+        let (_d, node) = node();
+        let id = node.post("hide me", None).unwrap();
+        node.hide(id).unwrap();
+        assert!(
+            node.timeline(PageRequest::first(5))
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(
+            node.search("hide", PageRequest::first(5))
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        // Still stored (and so still replicated).
+        let me = node.whoami().unwrap();
+        let f = node.store().path().with_file_name("out.feed");
+        assert_eq!(node.export_feed(me, &f).unwrap(), 3);
+    }
+
+    #[test]
+    fn feeds_within_hops_follows_two_hops_and_skips_blocks() {
+        let (_d, node) = node();
+        let me = node.whoami().unwrap();
+        let (mut a, mut b, mut c, mut x) = (
+            Author::new(1),
+            Author::new(2),
+            Author::new(3),
+            Author::new(5),
+        );
+        node.follow(a.id()).unwrap();
+        node.follow(x.id()).unwrap();
+        // a -> b -> c ; a -> x ; x -> (blocked) y
+        let y = Author::new(6);
+        let batch = vec![
+            a.next(&Payload::Follow(b.id())).1,
+            b.next(&Payload::Follow(c.id())).1,
+            a.next(&Payload::Follow(x.id())).1,
+            x.next(&Payload::Follow(y.id())).1,
+            c.post("far away").1,
+        ];
+        node.ingest(batch).unwrap();
+        let two = node.feeds_within_hops(2).unwrap();
+        assert_eq!(two[0], me);
+        for want in [a.id(), b.id(), x.id(), y.id()] {
+            assert!(two.contains(&want));
+        }
+        assert!(!two.contains(&c.id()), "third hop included");
+        assert_eq!(node.feeds_within_hops(3).unwrap().len(), 6);
+        assert_eq!(node.feeds_within_hops(0).unwrap(), [me]);
+        node.block(y.id()).unwrap();
+        node.block(b.id()).unwrap();
+        let after = node.feeds_within_hops(3).unwrap();
+        assert!(!after.contains(&y.id()) && !after.contains(&b.id()));
+        assert!(
+            !after.contains(&c.id()),
+            "followed through a blocked author"
+        );
+    }
+
+    #[test]
+    fn publish_never_rewinds_and_parses_mentions() {
+        let (_d, node) = node();
+        let me = node.whoami().unwrap();
+        let signing = node.unlocked().unwrap();
+        let future = now_ms() + 60_000;
+        node.store()
+            .write(|tx| {
+                publish::publish_in_tx(
+                    tx,
+                    signing.signing_key(),
+                    &crate::store::testutil::post("a"),
+                    future,
+                )
+            })
+            .unwrap();
+        // The clock "goes back": the next entry keeps the previous time.
+        node.post("b", None).unwrap();
+        let feed = node.feed(me, PageRequest::first(2)).unwrap();
+        assert_eq!(feed.items[0].timestamp_ms, future);
+
+        let a = Author::new(1).id();
+        let text = format!("hi @{a} and @{a}, not @stl1bogus or @{me}!");
+        assert_eq!(parse_mentions(&text), [a, me]);
+        let id = node.post(&text, None).unwrap();
+        let t = node.timeline(PageRequest::first(1)).unwrap();
+        assert_eq!(
+            (t.items[0].id, t.items[0].mentions.clone()),
+            (id, vec![a, me])
+        );
+    }
+
+    #[test]
+    fn a_corrupt_or_invalid_import_changes_nothing() {
+        let (d, node) = node();
+        let mut a = Author::new(1);
+        let batch: Vec<_> = (0..2500).map(|i| a.post(&format!("n{i}")).1).collect();
+        let (_d2, src) = node_with(batch);
+        let file = d.path().join("a.feed");
+        assert_eq!(src.export_feed(a.id(), &file).unwrap(), 2500);
+        let good = std::fs::read(&file).unwrap();
+
+        let before = dump(node.store());
+        // Truncated in the last record: the first 2 chunks were valid.
+        std::fs::write(&file, &good[..good.len() - 3]).unwrap();
+        assert!(matches!(node.import(&file), Err(Error::Decode(_))));
+        assert_eq!(before, dump(node.store()));
+        // A bad signature far into the file.
+        let mut bad = good.clone();
+        let at = bad.len() - 100;
+        bad[at] ^= 1;
+        std::fs::write(&file, &bad).unwrap();
+        assert!(
+            matches!(
+                node.import(&file),
+                Err(Error::BatchRejected { index: 2499, .. })
+            ),
+            "{:?}",
+            node.import(&file)
+        );
+        assert_eq!(before, dump(node.store()));
+        std::fs::write(&file, &good).unwrap();
+        assert_eq!(node.import(&file).unwrap().accepted, 2500);
+        assert_eq!(node.import(&file).unwrap().duplicates, 2500);
+    }
+
+    fn node_with(batch: Vec<IncomingEntry>) -> (tempfile::TempDir, Node) {
+        let (d, n) = bare_node();
+        n.ingest(batch).unwrap();
+        (d, n)
+    }
+}

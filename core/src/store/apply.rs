@@ -250,14 +250,13 @@ pub(crate) fn apply_payload(
                 stmt.execute(params![id.as_bytes(), m.as_bytes(), author, ts])?;
             }
         }
-        Payload::Reaction { target, emoji } => {
-            if !tombstoned {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO reactions (entry_id, author, target, emoji, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![id.as_bytes(), author, target.as_bytes(), emoji, ts])?;
-            }
+        Payload::Reaction { target, emoji } if !tombstoned => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO reactions (entry_id, author, target, emoji, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id.as_bytes(), author, target.as_bytes(), emoji, ts])?;
         }
+        Payload::Reaction { .. } => {}
         // Graph and profile state is derived regardless of deletes: an
         // author undoes a follow with an unfollow, not by deleting it.
         Payload::Follow(target) | Payload::Unfollow(target) => {
@@ -311,9 +310,8 @@ pub(crate) fn apply_payload(
                 .execute(params![author, seq, k.x25519_public.as_slice(), to_sql_int(k.created_at_ms)?])?;
             }
         }
+        // Newer payload types: stored and forwarded, not indexed.
         Payload::Unknown { .. } => {}
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
     Ok(effects)
 }
@@ -379,6 +377,9 @@ fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
     if let Some((rowid, deleted)) = post
         && !deleted
     {
+        // Must run while posts.text still holds the indexed text: FTS5 reads
+        // it from the content table to find the terms, and 'secure-delete'
+        // then erases them from the index pages.
         tx.prepare_cached("DELETE FROM posts_fts WHERE rowid = ?1")?
             .execute([rowid])?;
         tx.prepare_cached(
@@ -404,6 +405,7 @@ pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Ef
         let rowids: Vec<i64> = rows
             .query_map([a], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        // Before the posts rows go (see erase_entry_content).
         let mut del = tx.prepare_cached("DELETE FROM posts_fts WHERE rowid = ?1")?;
         for rowid in rowids {
             del.execute([rowid])?;

@@ -165,6 +165,17 @@ impl Store {
         Ok(())
     }
 
+    /// The home timeline's bare SQL (ids and text of one page, no
+    /// hydration): the baseline the timeline benchmark compares against.
+    #[doc(hidden)]
+    pub fn raw_timeline_ids(
+        &self,
+        me: &crate::identity::id::AuthorId,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.read(|c| queries::raw_timeline_ids(c, me, limit))
+    }
+
     /// Direct access to the writer connection, for benchmarks and tests that
     /// need raw SQL beside the store (e.g. a baseline measurement).
     #[doc(hidden)]

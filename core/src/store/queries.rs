@@ -406,3 +406,231 @@ pub(crate) fn reaction_counts(conn: &Connection, entry: &EntryId) -> Result<Vec<
         .collect::<rusqlite::Result<_>>()?;
     Ok(counts)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::feed::Payload;
+    use crate::store::testutil::{Author, node, reply};
+
+    fn texts(page: &Page<PostView>) -> Vec<String> {
+        page.items
+            .iter()
+            .map(|p| p.text.clone().unwrap_or_else(|| "<deleted>".into()))
+            .collect()
+    }
+
+    #[test]
+    fn timeline_holds_me_and_whom_i_follow_minus_blocks_and_hidden() {
+        let (_d, node) = node();
+        let (mut a, mut b, mut c) = (Author::new(1), Author::new(2), Author::new(3));
+        let (a1, a1i) = a.post("a1");
+        node.ingest(vec![a1i, b.post("b1").1, c.post("c1").1])
+            .unwrap();
+        node.post("mine", None).unwrap();
+        // Only my own post until I follow someone.
+        assert_eq!(
+            texts(&node.timeline(PageRequest::first(10)).unwrap()),
+            ["mine"]
+        );
+        node.follow(a.id()).unwrap();
+        node.follow(b.id()).unwrap();
+        let (_, a2) = a.post("a2");
+        node.ingest(vec![a2, b.post("b2").1, c.post("c2").1])
+            .unwrap();
+        let t = texts(&node.timeline(PageRequest::first(10)).unwrap());
+        assert_eq!(t.len(), 5, "{t:?}");
+        assert!(!t.iter().any(|s| s.starts_with('c')), "{t:?}");
+        // Unfollow b, block a... a's posts go, b's go.
+        node.unfollow(b.id()).unwrap();
+        node.hide(a1).unwrap();
+        // (foreign test authors write an hour in the past, so mine is newest)
+        assert_eq!(
+            texts(&node.timeline(PageRequest::first(10)).unwrap()),
+            ["mine", "a2"]
+        );
+        node.block(a.id()).unwrap();
+        assert_eq!(
+            texts(&node.timeline(PageRequest::first(10)).unwrap()),
+            ["mine"]
+        );
+        // Follow state is derived in seq order even if entries of a follow
+        // graph arrive late: c follows b then unfollows.
+        let (_, f) = c.next(&Payload::Follow(b.id()));
+        let (_, u) = c.next(&Payload::Unfollow(b.id()));
+        node.ingest(vec![f, u]).unwrap();
+        assert!(node.follows(c.id()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pages_follow_cursors_without_gaps_or_repeats() {
+        let (_d, node) = node();
+        let mut a = Author::new(1);
+        node.follow(a.id()).unwrap();
+        let batch: Vec<_> = (0..25).map(|i| a.post(&format!("p{i:02}")).1).collect();
+        node.ingest(batch).unwrap();
+        let mut seen = Vec::new();
+        let mut req = PageRequest::first(7);
+        loop {
+            let page = node.timeline(req.clone()).unwrap();
+            assert!(page.items.len() <= 7);
+            seen.extend(texts(&page));
+            match page.next {
+                Some(c) => req.before = Some(c.to_string().parse().unwrap()),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..25).rev().map(|i| format!("p{i:02}")).collect();
+        assert_eq!(seen, expected);
+        let bad = PageRequest {
+            limit: 5,
+            before: "c1zz".parse().ok(),
+        };
+        assert!(bad.before.is_none());
+        assert!(matches!(
+            "nonsense".parse::<crate::store::Cursor>(),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn threads_list_root_then_replies_oldest_first() {
+        let (_d, node) = node();
+        let mut a = Author::new(1);
+        let (root, ri) = a.post("root");
+        let (_, r1) = a.next(&reply("first reply", root, root));
+        node.ingest(vec![ri, r1]).unwrap();
+        let mine = node.post("my reply", Some(root)).unwrap();
+        node.post("reply to my reply", Some(mine)).unwrap();
+        let other = node.post("unrelated", None).unwrap();
+        let thread = node.thread(root).unwrap();
+        let t: Vec<_> = thread.iter().map(|p| p.text.clone().unwrap()).collect();
+        assert_eq!(t, ["root", "first reply", "my reply", "reply to my reply"]);
+        assert!(thread[1..].iter().all(|p| p.root == Some(root)));
+        assert_eq!(node.thread(other).unwrap().len(), 1);
+        assert!(matches!(
+            node.thread(EntryId::from_bytes([9; 32])),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn notifications_cover_replies_mentions_and_reactions() {
+        let (_d, node) = node();
+        let me = node.whoami().unwrap();
+        let mine = node.post("hello world", None).unwrap();
+        let mut a = Author::new(1);
+        let (r, ri) = a.next(&reply("hi back", mine, mine));
+        let (m, mi) = a.next(&Payload::Post(crate::feed::Post {
+            text: format!("look @{me}"),
+            mentions: vec![me],
+            ..Default::default()
+        }));
+        let (x, xi) = a.next(&Payload::Reaction {
+            target: mine,
+            emoji: "🎉".into(),
+        });
+        node.ingest(vec![ri, mi, xi]).unwrap();
+        // My own activity does not notify me.
+        node.react(mine, "👍").unwrap();
+        let n = node.notifications(PageRequest::first(10)).unwrap();
+        assert_eq!(n.items.len(), 3, "{n:?}");
+        assert_eq!(n.items[0].entry, x.id());
+        assert_eq!(
+            n.items[0].kind,
+            NotificationKind::Reaction {
+                emoji: "🎉".into()
+            }
+        );
+        assert_eq!(n.items[0].subject, mine);
+        assert_eq!(
+            (n.items[1].entry, &n.items[1].kind),
+            (m.id(), &NotificationKind::Mention)
+        );
+        assert_eq!(
+            (n.items[2].entry, &n.items[2].kind, n.items[2].subject),
+            (r.id(), &NotificationKind::Reply, mine)
+        );
+        assert!(n.items.iter().all(|i| i.from == a.id()));
+        let counts = node.reaction_counts(mine).unwrap();
+        assert_eq!(counts.len(), 2);
+        // Paging through notifications works like other lists.
+        let p1 = node.notifications(PageRequest::first(2)).unwrap();
+        let p2 = node
+            .notifications(PageRequest {
+                limit: 2,
+                before: p1.next.clone(),
+            })
+            .unwrap();
+        assert_eq!(p2.items.len(), 1);
+        assert!(p2.next.is_none());
+    }
+
+    #[test]
+    fn search_finds_words_and_survives_fts_syntax() {
+        let (_d, node) = node();
+        node.post("The quick brown fox", None).unwrap();
+        node.post("a lazy dog, quite brown", None).unwrap();
+        let hits = |q: &str| texts(&node.search(q, PageRequest::first(10)).unwrap());
+        assert_eq!(hits("brown").len(), 2);
+        assert_eq!(hits("QUICK fox"), ["The quick brown fox"]);
+        assert!(hits("cat").is_empty());
+        // Operators and stray syntax are plain text: never an SQL error.
+        for nasty in [
+            "\"",
+            "fox\"",
+            "AND OR NOT",
+            "fox*",
+            "(brown",
+            "col:fox",
+            "NEAR(a b)",
+            "-fox",
+            "^fox",
+            "'",
+        ] {
+            let r = node.search(nasty, PageRequest::first(10));
+            assert!(
+                matches!(r, Ok(_) | Err(Error::InvalidInput(_))),
+                "{nasty}: {r:?}"
+            );
+        }
+        assert_eq!(hits("fox\""), ["The quick brown fox"]);
+        assert_eq!(hits("(brown"), hits("brown"));
+        for empty in ["", "   ", "\"\" ()"] {
+            assert!(
+                matches!(
+                    node.search(empty, PageRequest::first(10)),
+                    Err(Error::InvalidInput(_))
+                ),
+                "{empty:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn profiles_and_follow_lists() {
+        let (_d, node) = node();
+        let me = node.whoami().unwrap();
+        let p = node.profile(me).unwrap();
+        assert_eq!(p.name.as_deref(), Some("me"));
+        node.set_profile(None, Some("about me".into())).unwrap();
+        node.set_profile(Some("Me Myself".into()), None).unwrap();
+        let p = node.profile(me).unwrap();
+        assert_eq!(
+            (p.name.as_deref(), p.about.as_deref()),
+            (Some("Me Myself"), Some("about me"))
+        );
+        let a = Author::new(1);
+        node.follow(a.id()).unwrap();
+        assert_eq!(node.follows(me).unwrap(), [a.id()]);
+        assert_eq!(node.followers(a.id()).unwrap(), [me]);
+        assert_eq!(node.profile(me).unwrap().following, 1);
+        assert_eq!(node.profile(a.id()).unwrap().followers, 1);
+        let t = node.timeline(PageRequest::first(1)).unwrap();
+        assert!(t.items.is_empty());
+        node.post("named", None).unwrap();
+        let t = node.timeline(PageRequest::first(1)).unwrap();
+        assert_eq!(t.items[0].author_name.as_deref(), Some("Me Myself"));
+    }
+}

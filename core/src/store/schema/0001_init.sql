@@ -149,14 +149,16 @@ CREATE TABLE meta (
     value BLOB NOT NULL
 ) WITHOUT ROWID;
 
--- Full-text index over post text. Contentless (the text lives once, in
--- posts.text) with contentless_delete so single rows can be removed; rowid =
--- posts.rowid. 'secure-delete' makes deletes erase the terms from the index
--- b-tree instead of appending delete markers, so deleted words leave the file.
+-- Full-text index over post text, external content: the text lives once,
+-- in posts.text, and rowid = posts.rowid. A row is deleted from it while
+-- posts.text still holds the indexed text, so FTS5 can find the terms, and
+-- 'secure-delete' erases the terms from the index b-tree instead of leaving delete markers,
+-- so deleted words leave the file. (A contentless_delete table cannot do
+-- that: without the old text it can only record tombstones.)
 CREATE VIRTUAL TABLE posts_fts USING fts5 (
     text,
-    content = '',
-    contentless_delete = 1,
+    content = 'posts',
+    content_rowid = 'rowid',
     tokenize = 'unicode61 remove_diacritics 2'
 );
 INSERT INTO posts_fts (posts_fts, rank) VALUES ('secure-delete', 1);
