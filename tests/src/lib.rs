@@ -56,7 +56,14 @@ fn locate_or_build() -> PathBuf {
             .unwrap_or("debug");
         let mut cmd = Command::new(cargo);
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "-p", "starling-cli", "--bin", "starling"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "starling-cli",
+                "--bin",
+                "starling",
+            ])
             .arg("--target-dir")
             .arg(target_dir);
         match profile {
