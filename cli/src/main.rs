@@ -23,10 +23,17 @@ fn main() -> ExitCode {
         Err(e) => {
             // --help and --version are "errors" that print to stdout and exit 0.
             let _ = e.print();
-            return match e.exit_code() {
-                0 => ExitCode::SUCCESS,
-                _ => ExitCode::from(Kind::Usage.code()),
-            };
+            if e.exit_code() == 0 {
+                return ExitCode::SUCCESS;
+            }
+            if std::env::args_os().any(|a| a == "--json") {
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or("usage error");
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                let err = CliError::new(Kind::Usage, message).hint("see `starling --help`");
+                println!("{}", err.to_json());
+            }
+            return ExitCode::from(Kind::Usage.code());
         }
     };
     init_tracing();

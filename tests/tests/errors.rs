@@ -73,6 +73,11 @@ fn usage_errors_exit_2() {
         cmd.args(&args);
         let out = cmd.output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        // With --json, one error document on stdout as well.
+        let run = node.run(&args);
+        assert_fails(&run, 2, &["error:"]);
+        assert_eq!(run.json()["error"]["kind"], "usage");
     }
     let mut cmd = node.command();
     cmd.arg("--help");
