@@ -92,6 +92,8 @@ pub fn run(
     } else {
         Mode::Open
     };
+    // Reject malformed ids and cursors before the store is even opened.
+    validate(&command)?;
     let keys = Arc::new(CliKeys::new(data_dir, insecure_key_file, mode));
     let node = Node::open(data_dir, keys.clone()).map_err(|e| {
         keys.take_error().unwrap_or_else(|| {
@@ -240,6 +242,36 @@ pub fn run(
                 format!("Recovery phrase of {me}:\n\n{}\n", phrase_grid(&words)),
             ))
         }
+    }
+}
+
+/// Parses every id and cursor of `command`, so bad input fails before
+/// anything (even a new data dir) is created.
+fn validate(command: &Command) -> CliResult<()> {
+    match command {
+        Command::Post {
+            reply_to: Some(id), ..
+        }
+        | Command::React { id, .. }
+        | Command::Thread { id }
+        | Command::Delete { id }
+        | Command::Hide { id } => parse_entry(id).map(drop),
+        Command::Follow { id }
+        | Command::Unfollow { id }
+        | Command::Block { id }
+        | Command::Unblock { id }
+        | Command::ExportFeed { id, .. }
+        | Command::Profile { id: Some(id), .. }
+        | Command::Follows { id: Some(id) }
+        | Command::Followers { id: Some(id) } => parse_author(id).map(drop),
+        Command::Feed { id, paging } => {
+            parse_author(id)?;
+            page(paging).map(drop)
+        }
+        Command::Timeline { paging }
+        | Command::Search { paging, .. }
+        | Command::Notifications { paging } => page(paging).map(drop),
+        _ => Ok(()),
     }
 }
 

@@ -92,7 +92,8 @@ impl KeyFile {
                 ))
                 .hint(
                     "if this data dir was set up with --insecure-key-file, pass it again; \
-                     otherwise run `starling init`",
+                     otherwise restore keyfile.json from a backup, or restore the identity \
+                     into a new data dir with `starling init --restore`",
                 ));
             }
             Err(e) => {

@@ -58,6 +58,15 @@ fn malformed_ids_are_bad_input_and_change_nothing() {
     assert_fails(&run, 65, &[]);
 
     assert_eq!(node.snapshot(), before, "bad input changed the store");
+
+    // Bad input against a data dir that does not exist yet creates nothing.
+    let fresh = TestNode::new();
+    let missing = fresh.path().join("not-yet");
+    let mut cmd = fresh.command();
+    cmd.env("STARLING_DATA_DIR", &missing);
+    let run = fresh.run_with(cmd, &["follow", bad_author]);
+    assert_fails(&run, 65, &[bad_author]);
+    assert!(!missing.exists(), "a data dir was created for bad input");
 }
 
 #[test]
