@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod error;
 pub mod feed;
 pub mod identity;
+pub mod messaging;
 pub mod node;
 pub mod store;
 

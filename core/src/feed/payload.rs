@@ -28,6 +28,8 @@ pub mod limits {
     pub const NAME_MAX: usize = 64;
     /// A profile's about text, in UTF-8 bytes.
     pub const ABOUT_MAX: usize = 1024;
+    /// One-time prekeys in one prekey bundle.
+    pub const ONE_TIME_PREKEYS_MAX: usize = 100;
 }
 
 use limits::*;
@@ -54,6 +56,8 @@ pub enum PayloadTag {
     Delete = 0x08,
     /// [`Payload::EncryptionKey`], version 1.
     EncryptionKey = 0x09,
+    /// [`Payload::PrekeyBundle`], version 1 (end-to-end messaging).
+    PrekeyBundle = 0x0B,
 }
 
 /// Reserved for linking a further device's feed to an identity (one person,
@@ -111,6 +115,35 @@ pub struct EncryptionKeyAnnouncement {
     pub binding_signature: [u8; 64],
 }
 
+/// One X25519 one-time prekey in a [`PrekeyBundle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneTimePrekey {
+    /// The id the initiator names when it uses this key.
+    pub id: u32,
+    /// The X25519 public key.
+    pub public: [u8; 32],
+}
+
+/// An X3DH prekey bundle (see `messaging::x3dh` and docs/PROTOCOL.md §3):
+/// what others need to start an end-to-end encrypted session with the
+/// author while they are offline. Decoding checks only the shape; the
+/// signature and keys are checked by `messaging::x3dh::verify_bundle`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrekeyBundle {
+    /// The author's X25519 identity key (the key bound to the feed key).
+    pub identity_dh: [u8; 32],
+    /// Id of the signed prekey.
+    pub signed_prekey_id: u32,
+    /// The X25519 signed prekey, rotated periodically.
+    pub signed_prekey: [u8; 32],
+    /// When this bundle was made, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// One-time prekeys, ids strictly increasing (at most 100).
+    pub one_time_prekeys: Vec<OneTimePrekey>,
+    /// Ed25519 signature by the author over the domain-separated bundle.
+    pub signature: [u8; 64],
+}
+
 /// What an entry says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
@@ -137,6 +170,8 @@ pub enum Payload {
     Delete(EntryId),
     /// Encryption key announcement.
     EncryptionKey(EncryptionKeyAnnouncement),
+    /// X3DH prekey bundle for end-to-end encrypted messaging.
+    PrekeyBundle(PrekeyBundle),
     /// A type from a newer version: stored and forwarded, not shown.
     Unknown {
         /// Its tag byte.
@@ -159,6 +194,7 @@ impl Payload {
             Payload::Profile(_) => PayloadTag::Profile as u8,
             Payload::Delete(_) => PayloadTag::Delete as u8,
             Payload::EncryptionKey(_) => PayloadTag::EncryptionKey as u8,
+            Payload::PrekeyBundle(_) => PayloadTag::PrekeyBundle as u8,
             Payload::Unknown { tag, .. } => *tag,
         }
     }
@@ -239,6 +275,17 @@ impl Payload {
                     .u64(k.created_at_ms)
                     .bytes(&k.binding_signature);
             }
+            Payload::PrekeyBundle(b) => {
+                w.bytes(&b.identity_dh)
+                    .u32(b.signed_prekey_id)
+                    .bytes(&b.signed_prekey)
+                    .u64(b.created_at_ms)
+                    .u8(b.one_time_prekeys.len() as u8);
+                for k in &b.one_time_prekeys {
+                    w.u32(k.id).bytes(&k.public);
+                }
+                w.bytes(&b.signature);
+            }
             Payload::Unknown { body, .. } => {
                 w.bytes(body);
             }
@@ -298,6 +345,7 @@ impl Payload {
                 created_at_ms: r.u64("created_at")?,
                 binding_signature: r.array("binding signature")?,
             }),
+            0x0B => Payload::PrekeyBundle(read_prekey_bundle(&mut r)?),
             tag => {
                 let body = r.take(r.remaining(), "body")?.to_vec();
                 Payload::Unknown { tag, body }
@@ -342,6 +390,45 @@ fn read_blob_ref(r: &mut Reader<'_>) -> Result<BlobRef, DecodeError> {
         });
     }
     Ok(BlobRef { id, size, mime })
+}
+
+fn read_prekey_bundle(r: &mut Reader<'_>) -> Result<PrekeyBundle, DecodeError> {
+    let identity_dh = r.array("identity key")?;
+    let signed_prekey_id = r.u32("signed prekey id")?;
+    let signed_prekey = r.array("signed prekey")?;
+    let created_at_ms = r.u64("bundle created_at")?;
+    let count = r.u8("one-time prekey count")? as usize;
+    if count > ONE_TIME_PREKEYS_MAX {
+        return Err(DecodeError::TooLong {
+            field: "one-time prekeys",
+            len: count,
+            max: ONE_TIME_PREKEYS_MAX,
+        });
+    }
+    let mut one_time_prekeys: Vec<OneTimePrekey> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.u32("one-time prekey id")?;
+        // Strictly increasing ids: no repeats, one canonical order.
+        if one_time_prekeys.last().is_some_and(|prev| prev.id >= id) {
+            return Err(DecodeError::InvalidField {
+                field: "one-time prekeys",
+                reason: "ids must be strictly increasing".into(),
+            });
+        }
+        one_time_prekeys.push(OneTimePrekey {
+            id,
+            public: r.array("one-time prekey")?,
+        });
+    }
+    let signature = r.array("bundle signature")?;
+    Ok(PrekeyBundle {
+        identity_dh,
+        signed_prekey_id,
+        signed_prekey,
+        created_at_ms,
+        one_time_prekeys,
+        signature,
+    })
 }
 
 fn read_post(r: &mut Reader<'_>) -> Result<Post, DecodeError> {
@@ -443,6 +530,7 @@ mod tests {
                 created_at_ms: 42,
                 binding_signature: [10; 64],
             }),
+            Payload::PrekeyBundle(sample_bundle()),
             Payload::Unknown {
                 tag: 0x7f,
                 body: vec![1, 2, 3],
@@ -453,6 +541,63 @@ mod tests {
             assert_eq!(bytes[0], p.tag());
             assert_eq!(Payload::decode(&bytes), Ok(p));
         }
+    }
+
+    fn sample_bundle() -> PrekeyBundle {
+        PrekeyBundle {
+            identity_dh: [1; 32],
+            signed_prekey_id: 7,
+            signed_prekey: [2; 32],
+            created_at_ms: 1_700_000_000_000,
+            one_time_prekeys: vec![
+                OneTimePrekey {
+                    id: 1,
+                    public: [3; 32],
+                },
+                OneTimePrekey {
+                    id: 2,
+                    public: [4; 32],
+                },
+            ],
+            signature: [5; 64],
+        }
+    }
+
+    #[test]
+    fn prekey_bundle_layout_and_limits() {
+        let b = sample_bundle();
+        let bytes = Payload::PrekeyBundle(b.clone()).encode().expect("valid");
+        assert_eq!(bytes[0], 0x0B);
+        assert_eq!(bytes.len(), 1 + 32 + 4 + 32 + 8 + 1 + 2 * 36 + 64);
+        // Too many one-time prekeys.
+        let mut many = b.clone();
+        many.one_time_prekeys = (0..=ONE_TIME_PREKEYS_MAX as u32)
+            .map(|id| OneTimePrekey {
+                id,
+                public: [9; 32],
+            })
+            .collect();
+        assert!(Payload::PrekeyBundle(many).encode().is_err());
+        // Repeated or unordered ids.
+        let mut dup = b.clone();
+        dup.one_time_prekeys[1].id = 1;
+        assert!(Payload::PrekeyBundle(dup).encode().is_err());
+        // The maximum fits in a payload.
+        let mut max = b;
+        max.one_time_prekeys = (0..ONE_TIME_PREKEYS_MAX as u32)
+            .map(|id| OneTimePrekey {
+                id,
+                public: [9; 32],
+            })
+            .collect();
+        Payload::PrekeyBundle(max)
+            .encode()
+            .expect("100 one-time prekeys fit");
+        // Truncation and trailing bytes.
+        assert!(Payload::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(Payload::decode(&longer).is_err());
     }
 
     #[test]
@@ -587,7 +732,7 @@ mod tests {
         }
 
         #[test]
-        fn decoding_known_tags_never_panics(tag in 1u8..=9, rest in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn decoding_known_tags_never_panics(tag in 1u8..=11, rest in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = vec![tag];
             bytes.extend(rest);
             if let Ok(p) = Payload::decode(&bytes) {

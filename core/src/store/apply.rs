@@ -310,6 +310,8 @@ pub(crate) fn apply_payload(
                 .execute(params![author, seq, k.x25519_public.as_slice(), to_sql_int(k.created_at_ms)?])?;
             }
         }
+        // Prekey bundles are read by `messaging` straight from `payloads`.
+        Payload::PrekeyBundle(_) => {}
         // Newer payload types: stored and forwarded, not indexed.
         Payload::Unknown { .. } => {}
     }
