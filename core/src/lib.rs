@@ -8,11 +8,13 @@
 
 pub mod encoding;
 pub mod error;
+pub mod events;
 pub mod feed;
 pub mod identity;
 pub mod messaging;
 pub mod node;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use identity::id::{AuthorId, BlobId, EntryId};

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::events::{EventBus, NodeEvent};
 use crate::feed::{EncryptionKeyAnnouncement, Payload, Post, Profile};
 use crate::identity::at_rest;
 use crate::identity::id::{AuthorId, EntryId};
@@ -51,6 +52,8 @@ pub struct Node {
     keys: Arc<dyn AtRestKeyProvider>,
     /// The unsealed identity, once something needed it.
     identity: Mutex<Option<Identity>>,
+    /// Event channel ([`Node::subscribe`]).
+    events: EventBus,
 }
 
 impl std::fmt::Debug for Node {
@@ -86,6 +89,7 @@ impl Node {
             store,
             keys,
             identity: Mutex::new(None),
+            events: EventBus::new(),
         })
     }
 
@@ -285,10 +289,23 @@ impl Node {
     /// deleting an entry that is not stored.
     pub fn publish(&self, payload: Payload) -> Result<EntryId> {
         let identity = self.unlocked()?;
-        let (id, effects) = self
-            .store
-            .write(|tx| publish::publish_in_tx(tx, identity.signing_key(), &payload, now_ms()))?;
+        let (id, effects) = self.store.write(|tx| {
+            let out = publish::publish_in_tx(tx, identity.signing_key(), &payload, now_ms())?;
+            self.events.note_local([out.0]);
+            Ok(out)
+        })?;
         self.after_write(effects)?;
+        if let Some((author, seq)) = self
+            .store
+            .read(|c| crate::store::replication::entry_position(c, &id))?
+        {
+            self.events.emit(NodeEvent::EntryAdded {
+                id,
+                author,
+                seq,
+                own: true,
+            });
+        }
         Ok(id)
     }
 
@@ -488,6 +505,7 @@ impl Node {
     /// an invalid entry; [`Error::Io`].
     pub fn import(&self, path: &Path) -> Result<IngestReport> {
         let mut reader = FeedFileReader::open(path)?;
+        let mut added = Vec::new();
         let (report, effects) = self.store.write(|tx| {
             let me = secrets::identity(tx)?;
             let mut report = IngestReport::default();
@@ -498,14 +516,24 @@ impl Node {
                 if chunk.is_empty() {
                     break;
                 }
-                let (r, e) = ingest::ingest_in_tx(tx, &chunk, offset, me, now_ms())?;
-                report.add(&r);
-                effects.merge(e);
+                let out = ingest::ingest_with_mode(
+                    tx,
+                    &chunk,
+                    offset,
+                    me,
+                    now_ms(),
+                    ingest::IngestMode::Strict,
+                )?;
+                report.add(&out.report);
+                effects.merge(out.effects);
+                self.events.note_local(out.added.iter().map(|a| a.0));
+                added.extend(out.added);
                 offset += chunk.len();
             }
             Ok((report, effects))
         })?;
         self.after_write(effects)?;
+        self.announce(&added);
         Ok(report)
     }
 
@@ -523,12 +551,79 @@ impl Node {
         if batch.is_empty() {
             return Ok(IngestReport::default());
         }
-        let (report, effects) = self.store.write(|tx| {
+        let out = self.ingest_with(&batch, ingest::IngestMode::Strict)?;
+        Ok(out.report)
+    }
+
+    /// Ingest for peer sync: may start a feed at a tentative head and skips
+    /// entries that no longer fit (see [`ingest::IngestMode::Sync`]).
+    pub(crate) fn ingest_from_peer(
+        &self,
+        batch: &[IncomingEntry],
+    ) -> Result<ingest::IngestOutcome> {
+        self.ingest_with(batch, ingest::IngestMode::Sync)
+    }
+
+    fn ingest_with(
+        &self,
+        batch: &[IncomingEntry],
+        mode: ingest::IngestMode,
+    ) -> Result<ingest::IngestOutcome> {
+        let mut out = self.store.write(|tx| {
             let me = secrets::identity(tx)?;
-            ingest::ingest_in_tx(tx, &batch, 0, me, now_ms())
+            let out = ingest::ingest_with_mode(tx, batch, 0, me, now_ms(), mode)?;
+            self.events.note_local(out.added.iter().map(|a| a.0));
+            Ok(out)
         })?;
-        self.after_write(effects)?;
-        Ok(report)
+        self.after_write(std::mem::take(&mut out.effects))?;
+        self.announce(&out.added);
+        Ok(out)
+    }
+
+    // ----- events ---------------------------------------------------------
+
+    /// Subscribes to the node's events ([`NodeEvent`]): new entries (own,
+    /// replicated, or written by another process while
+    /// `SyncEngine::watch_external_writes` runs), peers, sync progress and
+    /// blobs. A receiver that falls more than
+    /// [`crate::events::EVENT_CAPACITY`] events behind gets
+    /// `RecvError::Lagged` and should refresh its views.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Emits an event to every subscriber. Used by the network layer for
+    /// peer and blob events; never blocks.
+    pub fn emit(&self, event: NodeEvent) {
+        self.events.emit(event);
+    }
+
+    pub(crate) fn event_bus(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Signs `message` with the identity key (for the sync Hello, whose
+    /// bytes are domain-separated by the caller). Needs the at-rest key the
+    /// first time, like publishing.
+    pub(crate) fn sign_with_identity(&self, message: &[u8]) -> Result<[u8; 64]> {
+        use ed25519_dalek::Signer;
+        Ok(self.unlocked()?.signing_key().sign(message).to_bytes())
+    }
+
+    /// Emits `EntryAdded` for entries that were just committed.
+    fn announce(&self, added: &[(EntryId, AuthorId, u64)]) {
+        if added.is_empty() {
+            return;
+        }
+        let me = self.store.read(secrets::identity).ok().flatten();
+        for (id, author, seq) in added {
+            self.events.emit(NodeEvent::EntryAdded {
+                id: *id,
+                author: *author,
+                seq: *seq,
+                own: Some(*author) == me,
+            });
+        }
     }
 
     // ----- internals ------------------------------------------------------

@@ -100,21 +100,7 @@ pub(crate) fn insert_entry(
     me: Option<&AuthorId>,
 ) -> Result<Effects> {
     let seq = to_sql_int(entry.seq)?;
-    tx.prepare_cached(
-        "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        id.as_bytes(),
-        entry.author.as_bytes(),
-        seq,
-        entry.prev.as_ref().map(|p| p.as_bytes().as_slice()),
-        to_sql_int(entry.timestamp_ms)?,
-        encoded,
-        entry.payload_len,
-        entry.payload_hash.as_slice(),
-        payload.map(|(_, p)| p.tag()),
-    ])?;
+    insert_entry_row(tx, entry, id, encoded, payload.map(|(_, p)| p))?;
     tx.prepare_cached(
         "INSERT INTO feeds (author, latest_seq, latest_id) VALUES (?1, ?2, ?3)
          ON CONFLICT (author) DO UPDATE SET latest_seq = excluded.latest_seq, latest_id = excluded.latest_id",
@@ -124,6 +110,33 @@ pub(crate) fn insert_entry(
         Some((bytes, decoded)) => apply_payload(tx, entry, id, bytes, decoded, me),
         None => Ok(Effects::default()),
     }
+}
+
+/// Inserts only the `entries` row of a validated entry (no feed tip, no
+/// payload). Sync's backfill uses it for entries below the held suffix.
+pub(crate) fn insert_entry_row(
+    tx: &Transaction<'_>,
+    entry: &Entry,
+    id: &EntryId,
+    encoded: &[u8],
+    payload: Option<&Payload>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        id.as_bytes(),
+        entry.author.as_bytes(),
+        to_sql_int(entry.seq)?,
+        entry.prev.as_ref().map(|p| p.as_bytes().as_slice()),
+        to_sql_int(entry.timestamp_ms)?,
+        encoded,
+        entry.payload_len,
+        entry.payload_hash.as_slice(),
+        payload.map(|p| p.tag()),
+    ])?;
+    Ok(())
 }
 
 /// Stores a fork: a second validly signed entry for an existing

@@ -52,12 +52,44 @@ impl IngestReport {
     }
 }
 
+/// How an ingest treats entries that do not extend the held feed forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IngestMode {
+    /// Imports and [`crate::Node::ingest`]: a feed we hold nothing of must
+    /// start at seq 1, and every entry must fit the chain.
+    Strict,
+    /// Peer sync: a feed we hold nothing of may start with a *tentative
+    /// head* (any seq, accepted on its signature), and a validly signed entry
+    /// that no longer fits the held chain (a gap, or another session stored
+    /// that position first) is skipped instead of failing the batch.
+    Sync,
+}
+
+/// What an ingest did, in detail (for sync and the node's events).
+#[derive(Debug, Default)]
+pub(crate) struct IngestOutcome {
+    pub report: IngestReport,
+    pub effects: Effects,
+    /// Entries newly stored: (id, author, seq), in batch order.
+    pub added: Vec<(EntryId, AuthorId, u64)>,
+    /// Authors of validly signed entries skipped in [`IngestMode::Sync`].
+    pub skipped: Vec<AuthorId>,
+}
+
 /// What to do with one validated entry.
 enum Action {
     Append,
+    /// The newest entry of a feed we hold nothing of (sync only): becomes
+    /// both the tip and the low end of the held suffix.
+    Head,
+    /// The entry just below the held suffix, whose id is the `prev` of the
+    /// lowest held entry (backward chain verification).
+    Backfill,
     Fork { stored: Entry },
     Duplicate,
     Blocked,
+    /// Sync only: validly signed, but does not fit the chain we hold now.
+    Skip,
 }
 
 struct Planned<'a> {
@@ -82,6 +114,9 @@ struct Validator<'t, 'c> {
     me: Option<AuthorId>,
     now_ms: u64,
     tips: HashMap<AuthorId, Option<BatchTip>>,
+    /// The lowest held entry of each feed (store plus this batch).
+    lows: HashMap<AuthorId, Option<BatchTip>>,
+    mode: IngestMode,
     /// Entries appended by this batch, by (author, seq).
     appended: HashMap<(AuthorId, u64), (EntryId, Entry)>,
     /// Authors of entries appended by this batch, by id (for delete rules).
@@ -106,6 +141,30 @@ impl Validator<'_, '_> {
         };
         self.tips.insert(*author, tip.clone());
         Ok(tip)
+    }
+
+    /// The lowest held entry of `author`'s feed (the low end of its suffix).
+    fn low(&mut self, author: &AuthorId) -> Result<Option<BatchTip>> {
+        if let Some(t) = self.lows.get(author) {
+            return Ok(t.clone());
+        }
+        let low = match crate::store::replication::feed_low(self.tx, author)? {
+            Some(seq) => apply::entry_at(self.tx, author, seq)?.map(|entry| BatchTip {
+                id: entry.id(),
+                entry,
+            }),
+            None => None,
+        };
+        self.lows.insert(*author, low.clone());
+        Ok(low)
+    }
+
+    /// A chain-position error: fatal in strict mode, a skip in sync mode.
+    fn positional(&self, index: usize, err: ValidationError) -> Result<Action> {
+        match self.mode {
+            IngestMode::Sync => Ok(Action::Skip),
+            IngestMode::Strict => Err(reject(index)(err)),
+        }
     }
 
     /// The main-chain entry at (author, seq), from this batch or the store.
@@ -177,6 +236,8 @@ impl Validator<'_, '_> {
         let author = entry.author;
         let action = match self.tip(&author)? {
             None if entry.seq == 1 => Action::Append,
+            // Accepted on its signature alone; see PROTOCOL.md §6 (trust).
+            None if self.mode == IngestMode::Sync => Action::Head,
             None => {
                 return Err(rej(ValidationError::SeqGap {
                     author,
@@ -185,15 +246,42 @@ impl Validator<'_, '_> {
                 }));
             }
             Some(tip) if entry.seq == tip.entry.seq.saturating_add(1) => {
-                validate::check_successor(&tip.entry, &tip.id, &entry).map_err(&rej)?;
-                Action::Append
+                match validate::check_successor(&tip.entry, &tip.id, &entry) {
+                    Ok(()) => Action::Append,
+                    Err(e @ ValidationError::WrongPrev { .. }) => self.positional(index, e)?,
+                    Err(e) => return Err(rej(e)),
+                }
             }
-            Some(tip) if entry.seq > tip.entry.seq => {
-                return Err(rej(ValidationError::SeqGap {
+            Some(tip) if entry.seq > tip.entry.seq => self.positional(
+                index,
+                ValidationError::SeqGap {
                     author,
                     have: tip.entry.seq,
                     got: entry.seq,
-                }));
+                },
+            )?,
+            Some(_) if self.low(&author)?.is_some_and(|l| entry.seq < l.entry.seq) => {
+                // Below the held suffix: only the entry whose id is the
+                // lowest held entry's `prev` may be added (backward chain).
+                let low = self.low(&author)?.ok_or_else(|| {
+                    Error::NotFound(format!("lowest held entry of {author}"))
+                })?;
+                if entry.seq.saturating_add(1) == low.entry.seq {
+                    match validate::check_successor(&entry, &id, &low.entry) {
+                        Ok(()) => Action::Backfill,
+                        Err(e @ ValidationError::WrongPrev { .. }) => self.positional(index, e)?,
+                        Err(e) => return Err(rej(e)),
+                    }
+                } else {
+                    self.positional(
+                        index,
+                        ValidationError::SeqGap {
+                            author,
+                            have: low.entry.seq,
+                            got: entry.seq,
+                        },
+                    )?
+                }
             }
             Some(_) => {
                 let (stored_id, stored) = self
@@ -205,7 +293,11 @@ impl Validator<'_, '_> {
                 } else {
                     // A fork only counts if it is a valid successor of our
                     // seq - 1; anything else is just an invalid entry.
-                    if entry.seq > 1 {
+                    // At the low end of a held suffix there is no stored
+                    // predecessor: two validly signed entries for one
+                    // (author, seq) are fork evidence on their own.
+                    let low_seq = self.low(&author)?.map_or(1, |l| l.entry.seq);
+                    if entry.seq > low_seq {
                         let (prev_id, prev) =
                             self.entry_at(&author, entry.seq - 1)?.ok_or_else(|| {
                                 Error::NotFound(format!("entry {} of {author}", entry.seq - 1))
@@ -216,20 +308,36 @@ impl Validator<'_, '_> {
                 }
             }
         };
-        if matches!(action, Action::Append | Action::Duplicate)
-            && let Some((_, p)) = &payload
+        if matches!(
+            action,
+            Action::Append | Action::Duplicate | Action::Head | Action::Backfill
+        ) && let Some((_, p)) = &payload
         {
             self.check_payload_rules(&entry, p).map_err(&rej)?;
         }
-        if matches!(action, Action::Append) {
-            let tip = BatchTip {
+        if matches!(action, Action::Append | Action::Head | Action::Backfill) {
+            let held = BatchTip {
                 entry: entry.clone(),
                 id,
             };
             self.appended
                 .insert((author, entry.seq), (id, entry.clone()));
             self.appended_authors.insert(id, author);
-            self.tips.insert(author, Some(tip));
+            match action {
+                Action::Append => {
+                    if entry.seq == 1 {
+                        self.lows.insert(author, Some(held.clone()));
+                    }
+                    self.tips.insert(author, Some(held));
+                }
+                Action::Head => {
+                    self.lows.insert(author, Some(held.clone()));
+                    self.tips.insert(author, Some(held));
+                }
+                _ => {
+                    self.lows.insert(author, Some(held));
+                }
+            }
         }
         Ok(Planned {
             entry,
@@ -266,18 +374,22 @@ impl Validator<'_, '_> {
 /// Validates `batch` and, if every entry is acceptable, writes it into `tx`.
 /// `index_offset` is added to entry positions in errors (for imports read
 /// in chunks). `me` is the local identity, whose blocks refuse feeds.
-pub(crate) fn ingest_in_tx(
+/// `mode` decides how entries that do not extend a feed are treated.
+pub(crate) fn ingest_with_mode(
     tx: &Transaction<'_>,
     batch: &[IncomingEntry],
     index_offset: usize,
     me: Option<AuthorId>,
     now_ms: u64,
-) -> Result<(IngestReport, Effects)> {
+    mode: IngestMode,
+) -> Result<IngestOutcome> {
     let mut v = Validator {
         tx,
         me,
         now_ms,
         tips: HashMap::new(),
+        lows: HashMap::new(),
+        mode,
         appended: HashMap::new(),
         appended_authors: HashMap::new(),
         blocked: HashMap::new(),
@@ -291,7 +403,16 @@ pub(crate) fn ingest_in_tx(
     let to_verify: Vec<(usize, &Entry)> = planned
         .iter()
         .enumerate()
-        .filter(|(_, p)| matches!(p.action, Action::Append | Action::Fork { .. }))
+        .filter(|(_, p)| {
+            matches!(
+                p.action,
+                Action::Append
+                    | Action::Fork { .. }
+                    | Action::Head
+                    | Action::Backfill
+                    | Action::Skip
+            )
+        })
         .map(|(i, p)| (i, &p.entry))
         .collect();
     let refs: Vec<&Entry> = to_verify.iter().map(|(_, e)| *e).collect();
@@ -299,18 +420,34 @@ pub(crate) fn ingest_in_tx(
         result.map_err(reject(index_offset + i))?;
     }
 
-    let mut report = IngestReport::default();
-    let mut effects = Effects::default();
+    let mut out = IngestOutcome::default();
+    let (report, effects) = (&mut out.report, &mut out.effects);
     let me = me.as_ref();
     for p in &planned {
         let payload = p.payload.as_ref().map(|(b, d)| (*b, d));
         match &p.action {
-            Action::Append => {
+            Action::Append | Action::Head => {
                 effects.merge(apply::insert_entry(
                     tx, &p.entry, &p.id, p.encoded, payload, me,
                 )?);
+                if matches!(p.action, Action::Head) {
+                    crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
+                }
                 report.accepted += 1;
+                out.added.push((p.id, p.entry.author, p.entry.seq));
             }
+            Action::Backfill => {
+                apply::insert_entry_row(tx, &p.entry, &p.id, p.encoded, payload.map(|(_, d)| d))?;
+                crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
+                if let Some((bytes, decoded)) = payload {
+                    effects.merge(apply::apply_payload(
+                        tx, &p.entry, &p.id, bytes, decoded, me,
+                    )?);
+                }
+                report.accepted += 1;
+                out.added.push((p.id, p.entry.author, p.entry.seq));
+            }
+            Action::Skip => out.skipped.push(p.entry.author),
             Action::Fork { stored } => {
                 if apply::record_fork(tx, stored, &p.entry, &p.id)? {
                     report.forks += 1;
@@ -330,7 +467,7 @@ pub(crate) fn ingest_in_tx(
             Action::Blocked => report.blocked += 1,
         }
     }
-    Ok((report, effects))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub(crate) mod ingest;
 pub mod migrations;
 pub(crate) mod publish;
 pub(crate) mod queries;
+pub(crate) mod replication;
 pub(crate) mod secrets;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,371 @@
+//! The messages of `/starling/sync/1` and their canonical byte encoding
+//! (specified in docs/PROTOCOL.md §6).
+//!
+//! Guarantees: decoding is total — any byte string yields a message or a
+//! typed [`DecodeError`] — and no count read from the wire can make the
+//! decoder allocate more than the frame it came in.
+
+use crate::encoding::{DecodeError, Reader};
+use crate::feed::MAX_PAYLOAD_LEN;
+use crate::identity::id::AuthorId;
+use crate::store::ingest::IncomingEntry;
+
+/// Protocol name, as negotiated by the transport.
+pub const PROTOCOL_NAME: &str = "/starling/sync/1";
+/// Version byte carried in the Hello.
+pub const VERSION: u8 = 1;
+/// Domain separation for the Hello signature.
+pub const HELLO_CONTEXT: &[u8] = b"starling/sync/1 hello";
+
+pub(crate) const T_HELLO: u8 = 0x01;
+pub(crate) const T_SUMMARY: u8 = 0x02;
+pub(crate) const T_CLOCK: u8 = 0x03;
+pub(crate) const T_PLAN: u8 = 0x04;
+pub(crate) const T_ENTRIES: u8 = 0x05;
+pub(crate) const T_DONE: u8 = 0x06;
+
+/// Encoded entry sizes (seq 1 and seq > 1).
+const ENTRY_LENS: [usize; 2] = [149, 181];
+/// Smallest encoded clock item: 8-byte short id and two 1-byte varints.
+const MIN_CLOCK_ITEM: usize = 10;
+/// Smallest encoded entries item: length varint, 149 bytes, flag.
+const MIN_ENTRY_ITEM: usize = 151;
+
+/// The first message each side sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub version: u8,
+    pub author: AuthorId,
+    pub nonce: [u8; 16],
+    pub max_frame: u32,
+    pub signature: [u8; 64],
+}
+
+/// "I hold feed `short` from `low` up to `latest`" (both 0: nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClockItem {
+    pub short: [u8; 8],
+    pub latest: u64,
+    pub low: u64,
+    pub forked: bool,
+}
+
+/// One protocol message (a frame body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    Hello(Hello),
+    Summary { count: u64, digest: [u8; 32] },
+    Clock(Vec<ClockItem>),
+    Plan { entries: u64, feeds: u64 },
+    Entries(Vec<IncomingEntry>),
+    Done,
+}
+
+/// The bytes a Hello signature covers: context, the Hello fields, then the
+/// signer's and the receiver's transport peer ids (u16-length-prefixed).
+pub(crate) fn hello_signed_bytes(hello: &Hello, signer_peer: &str, receiver_peer: &str) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(HELLO_CONTEXT.len() + 61 + signer_peer.len() + receiver_peer.len() + 4);
+    out.extend_from_slice(HELLO_CONTEXT);
+    out.push(hello.version);
+    out.extend_from_slice(hello.author.as_bytes());
+    out.extend_from_slice(&hello.nonce);
+    out.extend_from_slice(&hello.max_frame.to_be_bytes());
+    for peer in [signer_peer, receiver_peer] {
+        // Peer ids are short (libp2p: ~52 chars); longer ones are cut, which
+        // both sides do identically.
+        let bytes = &peer.as_bytes()[..peer.len().min(usize::from(u16::MAX))];
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Encoded size of a varint.
+pub(crate) fn varint_len(v: u64) -> usize {
+    let bits = 64 - v.max(1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Reads a canonical LEB128 varint (at most 10 bytes, no redundant
+/// trailing zero group, fits in u64).
+pub(crate) fn get_varint(r: &mut Reader<'_>, field: &'static str) -> Result<u64, DecodeError> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let byte = r.u8(field)?;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && byte > 1 {
+            return Err(invalid(field, "varint overflows u64"));
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            if byte == 0 && i > 0 {
+                return Err(invalid(field, "non-canonical varint"));
+            }
+            return Ok(v);
+        }
+    }
+    Err(invalid(field, "varint longer than 10 bytes"))
+}
+
+fn invalid(field: &'static str, reason: &str) -> DecodeError {
+    DecodeError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Encoded size of one item of an Entries message.
+pub(crate) fn entry_item_len(item: &IncomingEntry) -> usize {
+    let e = item.entry_bytes.len();
+    varint_len(e as u64)
+        + e
+        + 1
+        + item
+            .payload
+            .as_ref()
+            .map_or(0, |p| varint_len(p.len() as u64) + p.len())
+}
+
+impl Message {
+    /// The canonical encoding (a frame body).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Message::Hello(h) => {
+                out.push(T_HELLO);
+                out.push(h.version);
+                out.extend_from_slice(h.author.as_bytes());
+                out.extend_from_slice(&h.nonce);
+                out.extend_from_slice(&h.max_frame.to_be_bytes());
+                out.extend_from_slice(&h.signature);
+            }
+            Message::Summary { count, digest } => {
+                out.push(T_SUMMARY);
+                put_varint(&mut out, *count);
+                out.extend_from_slice(digest);
+            }
+            Message::Clock(items) => {
+                out.reserve(1 + 10 + items.len() * 12);
+                out.push(T_CLOCK);
+                put_varint(&mut out, items.len() as u64);
+                for it in items {
+                    out.extend_from_slice(&it.short);
+                    put_varint(&mut out, it.latest);
+                    put_varint(&mut out, (it.low << 1) | u64::from(it.forked));
+                }
+            }
+            Message::Plan { entries, feeds } => {
+                out.push(T_PLAN);
+                put_varint(&mut out, *entries);
+                put_varint(&mut out, *feeds);
+            }
+            Message::Entries(items) => {
+                out.push(T_ENTRIES);
+                put_varint(&mut out, items.len() as u64);
+                for it in items {
+                    put_varint(&mut out, it.entry_bytes.len() as u64);
+                    out.extend_from_slice(&it.entry_bytes);
+                    match &it.payload {
+                        Some(p) => {
+                            out.push(1);
+                            put_varint(&mut out, p.len() as u64);
+                            out.extend_from_slice(p);
+                        }
+                        None => out.push(0),
+                    }
+                }
+            }
+            Message::Done => out.push(T_DONE),
+        }
+        out
+    }
+
+    /// Decodes a frame body. Entries are only framed here; their contents
+    /// are validated by the store's ingest.
+    pub(crate) fn decode(body: &[u8]) -> Result<Message, DecodeError> {
+        let mut r = Reader::new(body);
+        let msg = match r.u8("message type")? {
+            T_HELLO => Message::Hello(Hello {
+                version: r.u8("hello version")?,
+                author: AuthorId::from_bytes(r.array("hello author")?),
+                nonce: r.array("hello nonce")?,
+                max_frame: r.u32("hello max_frame")?,
+                signature: r.array("hello signature")?,
+            }),
+            T_SUMMARY => Message::Summary {
+                count: get_varint(&mut r, "summary count")?,
+                digest: r.array("summary digest")?,
+            },
+            T_CLOCK => {
+                let count = get_varint(&mut r, "clock count")?;
+                let count = bounded(count, r.remaining() / MIN_CLOCK_ITEM, "clock count")?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let short = r.array("clock short id")?;
+                    let latest = get_varint(&mut r, "clock latest")?;
+                    let low_flags = get_varint(&mut r, "clock low")?;
+                    let (low, forked) = (low_flags >> 1, low_flags & 1 == 1);
+                    let ok = if latest == 0 {
+                        low_flags == 0
+                    } else {
+                        low >= 1 && low <= latest
+                    };
+                    if !ok {
+                        return Err(invalid("clock low", "not within 1..=latest"));
+                    }
+                    items.push(ClockItem {
+                        short,
+                        latest,
+                        low,
+                        forked,
+                    });
+                }
+                Message::Clock(items)
+            }
+            T_PLAN => Message::Plan {
+                entries: get_varint(&mut r, "plan entries")?,
+                feeds: get_varint(&mut r, "plan feeds")?,
+            },
+            T_ENTRIES => {
+                let count = get_varint(&mut r, "entries count")?;
+                if count == 0 {
+                    return Err(invalid(
+                        "entries count",
+                        "an Entries message is never empty",
+                    ));
+                }
+                let count = bounded(count, r.remaining() / MIN_ENTRY_ITEM, "entries count")?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = get_varint(&mut r, "entry length")?;
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    if !ENTRY_LENS.contains(&len) {
+                        return Err(invalid("entry length", "must be 149 or 181"));
+                    }
+                    let entry_bytes = r.take(len, "entry")?.to_vec();
+                    let payload = if r.flag("payload flag")? {
+                        let plen = get_varint(&mut r, "payload length")?;
+                        let plen = usize::try_from(plen).unwrap_or(usize::MAX);
+                        if plen > MAX_PAYLOAD_LEN as usize {
+                            return Err(DecodeError::TooLong {
+                                field: "payload",
+                                len: plen,
+                                max: MAX_PAYLOAD_LEN as usize,
+                            });
+                        }
+                        Some(r.take(plen, "payload")?.to_vec())
+                    } else {
+                        None
+                    };
+                    items.push(IncomingEntry {
+                        entry_bytes,
+                        payload,
+                    });
+                }
+                Message::Entries(items)
+            }
+            T_DONE => Message::Done,
+            other => {
+                return Err(DecodeError::InvalidField {
+                    field: "message type",
+                    reason: format!("unknown type {other:#04x}"),
+                });
+            }
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// A count that cannot exceed what the remaining bytes could hold.
+fn bounded(count: u64, max: usize, field: &'static str) -> Result<usize, DecodeError> {
+    match usize::try_from(count) {
+        Ok(c) if c <= max => Ok(c),
+        _ => Err(invalid(field, "more items than the frame can hold")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_canonical() {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            assert_eq!(b.len(), varint_len(v));
+            let mut r = Reader::new(&b);
+            assert_eq!(get_varint(&mut r, "v").unwrap(), v);
+        }
+        for bad in [&[0x80u8, 0x00][..], &[0xff; 11][..], &[0x80][..]] {
+            assert!(get_varint(&mut Reader::new(bad), "v").is_err(), "{bad:?}");
+        }
+        let mut over = vec![0xffu8; 9];
+        over.push(0x02);
+        assert!(get_varint(&mut Reader::new(&over), "v").is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let msgs = [
+            Message::Summary {
+                count: 1000,
+                digest: [7; 32],
+            },
+            Message::Clock(vec![
+                ClockItem {
+                    short: [1; 8],
+                    latest: 0,
+                    low: 0,
+                    forked: false,
+                },
+                ClockItem {
+                    short: [2; 8],
+                    latest: 500,
+                    low: 3,
+                    forked: true,
+                },
+            ]),
+            Message::Plan {
+                entries: 5,
+                feeds: 2,
+            },
+            Message::Done,
+        ];
+        for m in msgs {
+            let b = m.encode();
+            assert_eq!(Message::decode(&b).unwrap(), m);
+            let mut trailing = b.clone();
+            trailing.push(0);
+            assert!(Message::decode(&trailing).is_err());
+            assert!(Message::decode(&b[..b.len() - 1]).is_err() || b.len() == 1);
+        }
+        assert!(Message::decode(&[0x42]).is_err());
+        assert!(Message::decode(&[]).is_err());
+        // A count far beyond the frame's size is refused before allocating.
+        let mut huge = vec![T_ENTRIES];
+        put_varint(&mut huge, u64::MAX);
+        assert!(Message::decode(&huge).is_err());
+        // Clock low above latest.
+        let mut bad = vec![T_CLOCK, 1];
+        bad.extend_from_slice(&[0; 8]);
+        bad.extend_from_slice(&[5, 12]);
+        assert!(Message::decode(&bad).is_err());
+    }
+}
