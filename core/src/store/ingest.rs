@@ -85,7 +85,9 @@ enum Action {
     /// The entry just below the held suffix, whose id is the `prev` of the
     /// lowest held entry (backward chain verification).
     Backfill,
-    Fork { stored: Entry },
+    Fork {
+        stored: Entry,
+    },
     Duplicate,
     Blocked,
     /// Sync only: validly signed, but does not fit the chain we hold now.
@@ -263,9 +265,9 @@ impl Validator<'_, '_> {
             Some(_) if self.low(&author)?.is_some_and(|l| entry.seq < l.entry.seq) => {
                 // Below the held suffix: only the entry whose id is the
                 // lowest held entry's `prev` may be added (backward chain).
-                let low = self.low(&author)?.ok_or_else(|| {
-                    Error::NotFound(format!("lowest held entry of {author}"))
-                })?;
+                let low = self
+                    .low(&author)?
+                    .ok_or_else(|| Error::NotFound(format!("lowest held entry of {author}")))?;
                 if entry.seq.saturating_add(1) == low.entry.seq {
                     match validate::check_successor(&entry, &id, &low.entry) {
                         Ok(()) => Action::Backfill,
@@ -416,14 +418,58 @@ pub(crate) fn ingest_with_mode(
         .map(|(i, p)| (i, &p.entry))
         .collect();
     let refs: Vec<&Entry> = to_verify.iter().map(|(_, e)| *e).collect();
-    for ((i, _), result) in to_verify.iter().zip(validate::verify_batch(&refs)) {
+    let me = me.as_ref();
+    let (verified, written) = if refs.len() >= PARALLEL_VERIFY_MIN {
+        // Verify on a second core while this one writes into the (still
+        // uncommitted) transaction, inside a savepoint: if any signature
+        // fails, the writes are rolled back before the error is returned, so
+        // the caller's transaction is exactly as before. Same atomicity,
+        // about half the wall time.
+        tx.execute_batch("SAVEPOINT ingest_batch")?;
+        let (verified, written) = std::thread::scope(|s| {
+            let verifier = s.spawn(|| validate::verify_batch(&refs));
+            let written = write_planned(tx, &planned, me);
+            (verifier.join(), written)
+        });
+        let all_ok =
+            written.is_ok() && verified.as_ref().is_ok_and(|v| v.iter().all(Result::is_ok));
+        if !all_ok {
+            tx.execute_batch("ROLLBACK TO ingest_batch")?;
+        }
+        tx.execute_batch("RELEASE ingest_batch")?;
+        (verified, written)
+    } else {
+        // Small batches: a thread costs more than it saves. Verify first so
+        // an invalid batch costs no writes.
+        let verified = validate::verify_batch(&refs);
+        if verified.iter().all(Result::is_ok) {
+            (Ok(verified), write_planned(tx, &planned, me))
+        } else {
+            (Ok(verified), Ok(IngestOutcome::default()))
+        }
+    };
+    let verified =
+        verified.map_err(|_| Error::Crypto("signature verification failed unexpectedly".into()))?;
+    for ((i, _), result) in to_verify.iter().zip(verified) {
         result.map_err(reject(index_offset + i))?;
     }
+    written
+}
 
+/// Batches with at least this many new signatures verify them on a second
+/// thread, overlapped with the writes.
+const PARALLEL_VERIFY_MIN: usize = 64;
+
+/// Writes the planned entries of a fully validated batch (signatures aside,
+/// see [`ingest_with_mode`]).
+fn write_planned(
+    tx: &Transaction<'_>,
+    planned: &[Planned<'_>],
+    me: Option<&AuthorId>,
+) -> Result<IngestOutcome> {
     let mut out = IngestOutcome::default();
     let (report, effects) = (&mut out.report, &mut out.effects);
-    let me = me.as_ref();
-    for p in &planned {
+    for p in planned {
         let payload = p.payload.as_ref().map(|(b, d)| (*b, d));
         match &p.action {
             Action::Append | Action::Head => {
@@ -547,6 +593,22 @@ mod tests {
         let mut bad = a.post("four").1;
         bad.entry_bytes[150] ^= 1; // inside the signature
         assert_rejected(&node, vec![good, bad], 1, |r| {
+            matches!(r, ValidationError::BadSignature { .. })
+        });
+    }
+
+    #[test]
+    fn a_bad_signature_in_a_large_batch_is_rejected() {
+        // Large enough for the overlapped verify-while-writing path.
+        let (_d, node, mut a) = setup();
+        let mut batch: Vec<IncomingEntry> = (0..PARALLEL_VERIFY_MIN * 2)
+            .map(|i| a.post(&format!("n{i}")).1)
+            .collect();
+        // The last one: corrupting an earlier entry would also break the
+        // next entry's `prev` and fail in planning, before verification.
+        let last = batch.len() - 1;
+        batch[last].entry_bytes[160] ^= 1;
+        assert_rejected(&node, batch, last, |r| {
             matches!(r, ValidationError::BadSignature { .. })
         });
     }

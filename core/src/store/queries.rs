@@ -5,6 +5,8 @@
 //! Every post list leaves out entries the local user hid and authors they
 //! block (blocked feeds are also purged, so that filter is belt and braces).
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
@@ -137,11 +139,48 @@ fn post_from_row(row: &Row<'_>) -> rusqlite::Result<PostView> {
 }
 
 /// Fills in reaction counts for each post.
+///
+/// One query per [`REACTION_CHUNK`] posts rather than one per post: on a
+/// page of 50 that is what keeps hydration small next to the page scan.
 fn hydrate(conn: &Connection, posts: &mut [PostView]) -> Result<()> {
-    for post in posts {
-        post.reactions = reaction_counts(conn, &post.id)?;
+    let sql = reaction_chunk_sql();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for chunk in posts.chunks_mut(REACTION_CHUNK) {
+        // Unused slots repeat the first id; duplicates in IN are harmless.
+        let ids: Vec<&[u8; 32]> = (0..REACTION_CHUNK)
+            .map(|i| chunk.get(i).unwrap_or(&chunk[0]).id.as_bytes())
+            .collect();
+        let mut counts: HashMap<[u8; 32], Vec<(String, u64)>> = HashMap::new();
+        let rows = stmt.query_map(rusqlite::params_from_iter(ids), |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                from_sql_int(r.get(2)?),
+            ))
+        })?;
+        for row in rows {
+            let (target, emoji, n) = row?;
+            if let Ok(target) = <[u8; 32]>::try_from(target.as_slice()) {
+                counts.entry(target).or_default().push((emoji, n));
+            }
+        }
+        for post in chunk.iter_mut() {
+            post.reactions = counts.remove(post.id.as_bytes()).unwrap_or_default();
+        }
     }
     Ok(())
+}
+
+/// Posts whose reactions one hydration query fetches.
+const REACTION_CHUNK: usize = 50;
+
+fn reaction_chunk_sql() -> String {
+    let marks: Vec<String> = (1..=REACTION_CHUNK).map(|i| format!("?{i}")).collect();
+    format!(
+        "SELECT target, emoji, COUNT(DISTINCT author) AS n FROM reactions
+         WHERE target IN ({}) GROUP BY target, emoji ORDER BY target, n DESC, emoji",
+        marks.join(", ")
+    )
 }
 
 /// Runs a post-list query whose parameters are ?1 cursor ts, ?2 cursor id,
