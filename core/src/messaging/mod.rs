@@ -37,3 +37,46 @@ pub use envelope::{Envelope, MailboxTag, envelope_size_buckets};
 pub use error::MessagingError;
 pub use ratchet::MAX_SKIP;
 pub use skipped::{MAX_SKIPPED, SKIPPED_MAX_AGE_MS, SKIPPED_MAX_STEPS};
+
+/// Benchmark support: an established in-memory ratchet pair, so the bench
+/// measures the Double Ratchet itself, not SQLite. Not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+    use super::primitives::{DhPair, Entropy, Key32};
+    use super::ratchet::RatchetState;
+
+    /// Two ratchets as X3DH would leave them, after one message each way.
+    pub struct Pair {
+        alice: RatchetState,
+        bob: RatchetState,
+        rng: Entropy,
+    }
+
+    impl Pair {
+        /// Sets up the pair with OS randomness.
+        pub fn new() -> Result<Pair, super::MessagingError> {
+            let mut rng = Entropy::Os;
+            let spk = DhPair::generate(&mut rng)?;
+            let (sk, hka, nhkb) = (
+                Key32::new([1; 32]),
+                Key32::new([2; 32]),
+                Key32::new([3; 32]),
+            );
+            let alice =
+                RatchetState::init_alice(&sk, &spk.public, hka.clone(), nhkb.clone(), &mut rng)?;
+            let bob = RatchetState::init_bob(&sk, spk, hka, nhkb);
+            let mut p = Pair { alice, bob, rng };
+            let _ = p.round_trip(b"hello")?;
+            Ok(p)
+        }
+
+        /// Alice encrypts `msg`, Bob decrypts it; returns the plaintext length.
+        pub fn round_trip(&mut self, msg: &[u8]) -> Result<usize, super::MessagingError> {
+            let (a, ct) = self.alice.encrypt(b"ad", b"", msg, &mut self.rng)?;
+            let (b, pt) = self.bob.decrypt(b"ad", b"", &ct, 0, &mut self.rng)?;
+            self.alice = a;
+            self.bob = b;
+            Ok(pt.len())
+        }
+    }
+}
