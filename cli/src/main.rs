@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 let first = rendered.lines().next().unwrap_or("usage error");
                 let message = first.strip_prefix("error: ").unwrap_or(first);
                 let err = CliError::new(Kind::Usage, message).hint("see `starling --help`");
-                println!("{}", err.to_json());
+                output::print_json(&err.to_json());
             }
             return ExitCode::from(Kind::Usage.code());
         }
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             if as_json {
-                println!("{}", err.to_json());
+                output::print_json(&err.to_json());
             }
             eprintln!("{err}");
             err.exit_code()

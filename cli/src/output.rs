@@ -2,6 +2,7 @@
 //! text. Ids are always their printable strings (`stl1…`, `stle1…`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::{Value, json};
 use starling_core::node::{Notification, NotificationKind, PostView, ProfileView};
@@ -25,13 +26,28 @@ impl Report {
         }
     }
 
-    /// Writes the chosen rendering to stdout.
+    /// Writes the chosen rendering to stdout. A failed write (a closed pipe,
+    /// a full disk) is reported on stderr and ends the process with status 1
+    /// instead of a panic.
     pub fn print(&self, as_json: bool) {
         if as_json {
-            println!("{}", self.json);
+            print_json(&self.json);
         } else {
-            print!("{}", self.text);
+            write_stdout(self.text.as_bytes());
         }
+    }
+}
+
+/// Writes one JSON document and a newline to stdout (see [`Report::print`]).
+pub fn print_json(doc: &Value) {
+    write_stdout(format!("{doc}\n").as_bytes());
+}
+
+fn write_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("schema/0001_init.sql"),
     include_str!("schema/0002_sync.sql"),
+    include_str!("schema/0003_messaging.sql"),
 ];
 
 /// The schema version this build writes.
