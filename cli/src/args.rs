@@ -197,6 +197,9 @@ pub enum Command {
     },
     /// Show your recovery phrase again (needs the passphrase).
     RecoveryPhrase,
+    /// Network commands: serve, invite, peers, dial, sync, blob.
+    #[command(flatten)]
+    Net(crate::net_commands::NetCommand),
 }
 
 #[cfg(test)]

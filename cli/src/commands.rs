@@ -233,6 +233,10 @@ pub fn run(
                 ),
             ))
         }
+        // Routed to net_commands by main before a store is opened.
+        Command::Net(_) => Err(CliError::other(
+            "network commands are handled by net_commands",
+        )),
         Command::RecoveryPhrase => {
             let me = ctx.me()?;
             let phrase = ctx.core(ctx.node.recovery_phrase())?;

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod error;
 mod keys;
+mod net_commands;
 mod output;
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CliResult<output::Report> {
     let data_dir = resolve_data_dir(cli.data_dir)?;
+    if let args::Command::Net(command) = cli.command {
+        return net_commands::run(&data_dir, cli.insecure_key_file, command, cli.json);
+    }
     commands::run(&data_dir, cli.insecure_key_file, cli.command)
 }
 

@@ -12,6 +12,7 @@ pub mod events;
 pub mod feed;
 pub mod identity;
 pub mod messaging;
+pub mod net;
 pub mod node;
 pub mod store;
 pub mod sync;

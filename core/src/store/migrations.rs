@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0001_init.sql"),
     include_str!("schema/0002_sync.sql"),
     include_str!("schema/0003_messaging.sql"),
+    include_str!("schema/0004_net.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,364 @@
+//! The swarm task: the only code that touches the libp2p `Swarm`. It builds
+//! the swarm (TCP + QUIC, Noise, Yamux, relay client transport), then runs
+//! one loop that serves [`Command`]s from the [`crate::net::Network`] handle
+//! and reacts to swarm events (connections, identify, mDNS, DHT, relay).
+//!
+//! Guarantees: a banned or backing-off peer is disconnected as soon as its
+//! connection is established, before any Starling protocol runs; DHT records
+//! are stored only after [`crate::net::records::validate_record`] accepted
+//! them; on [`Command::Stop`] every connection is closed and the loop waits
+//! (bounded) for the closes to finish before it returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, relay, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::net::behaviour::{Behaviour, BehaviourEvent};
+use crate::net::config::NetConfig;
+use crate::net::network::{Inner, net_error};
+use crate::net::{engine, persist, records};
+use crate::store::now_ms;
+
+/// Requests from the [`crate::net::Network`] handle to the swarm task.
+pub(crate) enum Command {
+    /// Dial an address; answer with the peer once connected.
+    Dial {
+        addr: Multiaddr,
+        peer: Option<PeerId>,
+        reply: Option<oneshot::Sender<Result<PeerId>>>,
+    },
+    /// Close every connection to a peer.
+    Disconnect(PeerId),
+    /// Listen on an extra address (for example a relay circuit).
+    Listen(Multiaddr, oneshot::Sender<Result<()>>),
+    /// Publish a DHT record (already signed and validated).
+    PutRecord(kad::Record),
+    /// Look a DHT key up; answers with every record found.
+    GetRecord(kad::RecordKey, oneshot::Sender<Vec<kad::Record>>),
+    /// Close everything and end the loop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// Builds the swarm for `key` under `config`.
+pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>> {
+    let idle = config.idle_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net_error(format!("tcp transport: {e}")))?
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net_error(format!("relay client transport: {e}")))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, config)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| net_error(format!("behaviours: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}
+
+/// Pending DHT lookups.
+type Lookups = HashMap<kad::QueryId, (Vec<kad::Record>, oneshot::Sender<Vec<kad::Record>>)>;
+
+/// The swarm loop. Returns after [`Command::Stop`] or when every handle is
+/// gone.
+pub(crate) async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    inner: Arc<Inner>,
+) {
+    let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>> = HashMap::new();
+    let mut lookups: Lookups = HashMap::new();
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Stop(done)) => {
+                    shut_down(&mut swarm).await;
+                    let _ = done.send(());
+                    return;
+                }
+                Some(cmd) => handle_command(&mut swarm, cmd, &mut dials, &mut lookups),
+            },
+            event = swarm.select_next_some() => {
+                handle_event(&mut swarm, event, &inner, &mut dials, &mut lookups);
+            }
+        }
+    }
+    shut_down(&mut swarm).await;
+}
+
+fn handle_command(
+    swarm: &mut Swarm<Behaviour>,
+    cmd: Command,
+    dials: &mut HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
+    lookups: &mut Lookups,
+) {
+    match cmd {
+        Command::Dial { addr, peer, reply } => {
+            let opts = match peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr).build(),
+            };
+            let id = opts.connection_id();
+            match swarm.dial(opts) {
+                Ok(()) => {
+                    if let Some(reply) = reply {
+                        dials.insert(id, reply);
+                    }
+                }
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(net_error(format!("dial failed: {e}"))));
+                    }
+                }
+            }
+        }
+        Command::Disconnect(peer) => {
+            let _ = swarm.disconnect_peer_id(peer);
+        }
+        Command::Listen(addr, reply) => {
+            let r = swarm
+                .listen_on(addr)
+                .map(|_| ())
+                .map_err(|e| net_error(format!("listen failed: {e}")));
+            let _ = reply.send(r);
+        }
+        Command::PutRecord(record) => {
+            if let Err(e) = swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+                tracing::warn!("could not store own DHT record: {e}");
+            }
+        }
+        Command::GetRecord(key, reply) => {
+            let id = swarm.behaviour_mut().kad.get_record(key);
+            lookups.insert(id, (Vec::new(), reply));
+        }
+        Command::Stop(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn handle_event(
+    swarm: &mut Swarm<Behaviour>,
+    event: SwarmEvent<BehaviourEvent>,
+    inner: &Arc<Inner>,
+    dials: &mut HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
+    lookups: &mut Lookups,
+) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => {
+            tracing::info!(%address, "listening");
+            inner.state().listen.push(address);
+        }
+        SwarmEvent::ExpiredListenAddr { address, .. } => {
+            inner.state().listen.retain(|a| a != &address);
+        }
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            connection_id,
+            endpoint,
+            num_established,
+            ..
+        } => {
+            if let Some(reply) = dials.remove(&connection_id) {
+                let _ = reply.send(Ok(peer_id));
+            }
+            if inner.refuses(&peer_id) {
+                tracing::debug!(%peer_id, "refusing a banned or backing-off peer");
+                let _ = swarm.disconnect_peer_id(peer_id);
+                return;
+            }
+            let remote = endpoint.get_remote_address().clone();
+            let first = num_established.get() == 1;
+            {
+                let mut st = inner.state();
+                let entry =
+                    st.connected
+                        .entry(peer_id)
+                        .or_insert_with(|| crate::net::network::PeerState {
+                            addrs: Vec::new(),
+                            since_ms: now_ms(),
+                            relay: false,
+                        });
+                if !entry.addrs.contains(&remote) {
+                    entry.addrs.push(remote.clone());
+                }
+                st.redial.remove(&peer_id);
+            }
+            if endpoint.is_dialer() && !is_circuit(&remote) {
+                let node = inner.node.clone();
+                let _ = persist::remember_peer(&node, &peer_id, &[remote]);
+            }
+            if first {
+                tracing::info!(%peer_id, "peer connected");
+                engine::peer_connected(&inner.node, &peer_id.to_string());
+                inner.on_connected(peer_id);
+            }
+        }
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established,
+            cause,
+            ..
+        } => {
+            if num_established == 0 {
+                tracing::info!(%peer_id, ?cause, "peer disconnected");
+                let was = inner.state().connected.remove(&peer_id).is_some();
+                if was {
+                    engine::peer_disconnected(&inner.node, &peer_id.to_string());
+                }
+            }
+        }
+        SwarmEvent::OutgoingConnectionError {
+            connection_id,
+            peer_id,
+            error,
+        } => {
+            tracing::debug!(?peer_id, "dial failed: {error}");
+            if let Some(reply) = dials.remove(&connection_id) {
+                let _ = reply.send(Err(net_error(format!("dial failed: {error}"))));
+            }
+        }
+        SwarmEvent::Behaviour(ev) => handle_behaviour(swarm, ev, inner, lookups),
+        _ => {}
+    }
+}
+
+fn handle_behaviour(
+    swarm: &mut Swarm<Behaviour>,
+    event: BehaviourEvent,
+    inner: &Arc<Inner>,
+    lookups: &mut Lookups,
+) {
+    match event {
+        BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            let relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+            if let Some(p) = inner.state().connected.get_mut(&peer_id) {
+                p.relay = relay;
+            }
+            let addrs: Vec<Multiaddr> = info
+                .listen_addrs
+                .iter()
+                .filter(|a| !is_circuit(a) && !is_unspecified(a))
+                .take(8)
+                .cloned()
+                .collect();
+            for a in &addrs {
+                swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+            }
+            if !addrs.is_empty() {
+                let _ = persist::remember_peer(&inner.node, &peer_id, &addrs);
+            }
+        }
+        BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+            let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+            for (peer, addr) in found {
+                by_peer.entry(peer).or_default().push(addr);
+            }
+            for (peer, addrs) in by_peer {
+                if swarm.is_connected(&peer) || inner.refuses(&peer) {
+                    continue;
+                }
+                tracing::info!(%peer, "discovered on the LAN");
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = swarm.dial(opts);
+            }
+        }
+        BehaviourEvent::Kad(kad::Event::InboundRequest {
+            request:
+                kad::InboundRequest::PutRecord {
+                    source,
+                    record: Some(record),
+                    ..
+                },
+        }) => match records::validate_record(record.key.as_ref(), &record.value, now_ms()) {
+            Ok(_) => {
+                use libp2p::kad::store::RecordStore;
+                if let Err(e) = swarm.behaviour_mut().kad.store_mut().put(record) {
+                    tracing::debug!("DHT store full: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(%source, "refused a DHT record: {e}"),
+        },
+        BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        }) => {
+            if let QueryResult::GetRecord(r) = result {
+                if let Some((found, _)) = lookups.get_mut(&id)
+                    && let Ok(GetRecordOk::FoundRecord(peer_record)) = r
+                {
+                    found.push(peer_record.record);
+                }
+                if step.last
+                    && let Some((found, reply)) = lookups.remove(&id)
+                {
+                    let _ = reply.send(found);
+                }
+            }
+        }
+        BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+            relay_peer_id,
+            ..
+        }) => {
+            tracing::info!(%relay_peer_id, "relay reservation accepted");
+        }
+        BehaviourEvent::Autonat(ev) => tracing::debug!(?ev, "autonat"),
+        BehaviourEvent::Dcutr(ev) => tracing::debug!(?ev, "dcutr"),
+        _ => {}
+    }
+}
+
+/// Closes every connection and listener, waiting at most two seconds for
+/// the closes to complete (Yamux sends its GoAway, TCP its FIN).
+async fn shut_down(swarm: &mut Swarm<Behaviour>) {
+    let peers: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    for p in peers {
+        let _ = swarm.disconnect_peer_id(p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while swarm.connected_peers().next().is_some() && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), swarm.select_next_some()).await;
+    }
+}
+
+/// Whether an address goes through a relay.
+pub(crate) fn is_circuit(a: &Multiaddr) -> bool {
+    a.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// Whether an address is a wildcard (0.0.0.0 / ::), useless to a dialer.
+pub(crate) fn is_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_unspecified(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// An `Error` for a failed DHT lookup.
+pub(crate) fn lookup_failed() -> Error {
+    net_error("DHT lookup failed".to_string())
+}

@@ -1,0 +1,88 @@
+//! A peer that sends garbage on `/starling/sync/1` is disconnected and kept
+//! away, while an honest peer's sync with the same node completes; blob
+//! fetches verify what peers send.
+
+mod net_util;
+
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use net_util::{Peer, bounded, eventually};
+use starling_core::net::{NetConfig, SYNC_PROTOCOL};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_bad_frames_is_rejected_while_honest_sync_completes() {
+    bounded(Duration::from_secs(60), async {
+        let mut honest_node = Peer::new("H");
+        let mut good = Peer::new("G");
+        let mut evil = Peer::new("E");
+        honest_node.node.follow(good.me).unwrap();
+        good.post("honest words");
+        honest_node.start(None).await;
+        good.start(None).await;
+        // The attacker runs no sync of its own: it speaks raw bytes.
+        evil.start(Some(NetConfig {
+            sync: false,
+            ..NetConfig::loopback()
+        }))
+        .await;
+        evil.dial(&honest_node).await;
+        let h = honest_node.net().peer_id();
+        let mut s = evil.net().open_raw_stream(h, SYNC_PROTOCOL).await.unwrap();
+        // A frame header announcing an absurd length, then junk.
+        let _ = s.write_all(&[0xff; 64]).await;
+        let _ = s.flush().await;
+        // Meanwhile the honest peer syncs.
+        good.dial(&honest_node).await;
+        eventually(Duration::from_secs(15), "honest sync", || {
+            honest_node.texts_of(good.me) == ["honest words"]
+        })
+        .await;
+        let e = evil.net().peer_id();
+        eventually(
+            Duration::from_secs(10),
+            "the bad peer is disconnected",
+            || !honest_node.net().peers().iter().any(|p| p.peer == e),
+        )
+        .await;
+        // And it cannot come straight back.
+        let _ = evil.net().dial(honest_node.addr()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !honest_node.net().peers().iter().any(|p| p.peer == e),
+            "a penalised peer is refused during its back-off"
+        );
+        assert!(
+            honest_node
+                .net()
+                .peers()
+                .iter()
+                .any(|p| p.peer == good.net().peer_id())
+        );
+        for p in [&mut honest_node, &mut good, &mut evil] {
+            p.stop().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_fetched_on_demand_and_verified() {
+    bounded(Duration::from_secs(60), async {
+        let mut a = Peer::new("A");
+        let mut b = Peer::new("B");
+        a.start(None).await;
+        b.start(None).await;
+        b.dial(&a).await;
+        let r = a.net().add_blob(b"attachment bytes", "text/plain").unwrap();
+        let got = b.net().fetch_blob(r.id).await.unwrap();
+        assert_eq!(got, b"attachment bytes");
+        assert!(b.net().blobs().has(&r.id));
+        // Nobody has this one.
+        let unknown = starling_core::BlobId::from_bytes([7; 32]);
+        assert!(b.net().fetch_blob(unknown).await.is_err());
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
