@@ -1,0 +1,48 @@
+package org.starling.ffi
+
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.withTimeout
+import java.nio.file.Path
+
+/** Key provider whose behaviour a test can switch. */
+class SwitchableKeys(
+    private val key: ByteArray = generateAtRestKey(),
+) : AtRestKeyProvider {
+    @Volatile var locked = false
+
+    @Volatile var calls = 0
+
+    override fun atRestKey(): ByteArray {
+        calls++
+        if (locked) throw StarlingException.Locked("device is locked (test)")
+        return key.copyOf()
+    }
+}
+
+suspend fun openNode(
+    dir: Path,
+    keys: AtRestKeyProvider = InMemoryAtRestKeyProvider(),
+): StarlingNode = StarlingNode.open(NodeConfig(dataDir = dir.toString()), keys)
+
+suspend fun eventually(
+    timeoutMs: Long = 5_000,
+    what: String,
+    check: () -> Boolean,
+) {
+    try {
+        withTimeout(timeoutMs) {
+            while (!check()) delay(10)
+        }
+    } catch (e: Exception) {
+        throw AssertionError("timed out waiting for: $what", e)
+    }
+}
+
+/** Non-daemon JVM threads: must be the same before and after a test. */
+fun nonDaemonThreads(): Set<String> =
+    Thread
+        .getAllStackTraces()
+        .keys
+        .filter { it.isAlive && !it.isDaemon }
+        .map { it.name }
+        .toSet()
