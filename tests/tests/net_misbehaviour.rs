@@ -20,14 +20,23 @@ async fn a_peer_sending_bad_frames_is_rejected_while_honest_sync_completes() {
         good.post("honest words");
         honest_node.start(None).await;
         good.start(None).await;
-        // The attacker runs no sync of its own: it speaks raw bytes.
-        evil.start(Some(NetConfig {
-            sync: false,
-            ..NetConfig::loopback()
-        }))
-        .await;
-        evil.dial(&honest_node).await;
+        // The attacker runs no sync of its own: it speaks raw bytes. Sessions
+        // are opened by the peer with the lower PeerId, so pick an attacker
+        // that is allowed to open one.
         let h = honest_node.net().peer_id();
+        loop {
+            evil.start(Some(NetConfig {
+                sync: false,
+                ..NetConfig::loopback()
+            }))
+            .await;
+            if evil.net().peer_id().to_bytes() < h.to_bytes() {
+                break;
+            }
+            evil.stop().await;
+            evil = Peer::new("E");
+        }
+        evil.dial(&honest_node).await;
         let mut s = evil.net().open_raw_stream(h, SYNC_PROTOCOL).await.unwrap();
         // A frame header announcing an absurd length, then junk.
         let _ = s.write_all(&[0xff; 64]).await;

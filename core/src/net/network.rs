@@ -406,7 +406,12 @@ impl Network {
                     _ = stop.changed() => return,
                     next = sync_in.next() => {
                         let Some((peer, stream)) = next else { return };
-                        if !inner.config.sync || inner.refuses(&peer) {
+                        // Only the peer with the lower PeerId opens sessions;
+                        // a stream from the other side would duplicate ours.
+                        if !inner.config.sync
+                            || inner.refuses(&peer)
+                            || inner.peer_id.to_bytes() < peer.to_bytes()
+                        {
                             continue; // dropping the stream resets it
                         }
                         let i = inner.clone();
