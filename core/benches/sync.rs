@@ -19,7 +19,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -65,7 +64,8 @@ fn make_feeds(authors: usize, per_author: usize) -> (Vec<AuthorId>, Vec<(Entry, 
                 mentions: vec![],
                 attachments: vec![],
             })
-            .encode();
+            .encode()
+            .unwrap();
             let e = Entry::sign(id.signing_key(), s, prev, base + s * 1000, &payload);
             prev = Some(e.id());
             out.push((e, payload));

@@ -59,9 +59,14 @@ pub(crate) fn serve(net: Network) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let net2 = net.clone();
+    let mut stop = net.shutdown_signal();
     tokio::spawn(async move {
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                _ = stop.changed() => return,
+                a = listener.accept() => a,
+            };
+            let Ok((conn, _)) = accepted else {
                 return;
             };
             let net = net2.clone();
@@ -83,9 +88,6 @@ pub(crate) fn serve(net: Network) -> Result<()> {
                     }
                 }
             });
-            if net2.is_stopping() {
-                return;
-            }
         }
     });
     Ok(())

@@ -269,7 +269,8 @@ impl Inner {
 }
 
 /// A running network node. Cheap to clone; every clone drives the same
-/// swarm. Create it inside a tokio runtime (multi-threaded recommended).
+/// swarm. Create it inside a tokio runtime (multi-threaded recommended),
+/// and call [`Network::stop`] when done: its tasks run until then.
 #[derive(Clone)]
 pub struct Network {
     inner: Arc<Inner>,
@@ -794,6 +795,11 @@ impl Network {
         if self.inner.config.control_socket {
             control::remove_socket(self.inner.node.data_dir());
         }
+    }
+
+    /// Fires when [`Network::stop`] is called.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
     }
 
     /// Whether [`Network::stop`] was called.

@@ -216,16 +216,14 @@ fn handle_event(
         }
         SwarmEvent::ConnectionClosed {
             peer_id,
-            num_established,
+            num_established: 0,
             cause,
             ..
         } => {
-            if num_established == 0 {
-                tracing::info!(%peer_id, ?cause, "peer disconnected");
-                let was = inner.state().connected.remove(&peer_id).is_some();
-                if was {
-                    engine::peer_disconnected(&inner.node, &peer_id.to_string());
-                }
+            tracing::info!(%peer_id, ?cause, "peer disconnected");
+            let was = inner.state().connected.remove(&peer_id).is_some();
+            if was {
+                engine::peer_disconnected(&inner.node, &peer_id.to_string());
             }
         }
         SwarmEvent::OutgoingConnectionError {
@@ -303,19 +301,20 @@ fn handle_behaviour(
             Err(e) => tracing::debug!(%source, "refused a DHT record: {e}"),
         },
         BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
+            id,
+            result: QueryResult::GetRecord(r),
+            step,
+            ..
         }) => {
-            if let QueryResult::GetRecord(r) = result {
-                if let Some((found, _)) = lookups.get_mut(&id)
-                    && let Ok(GetRecordOk::FoundRecord(peer_record)) = r
-                {
-                    found.push(peer_record.record);
-                }
-                if step.last
-                    && let Some((found, reply)) = lookups.remove(&id)
-                {
-                    let _ = reply.send(found);
-                }
+            if let Some((found, _)) = lookups.get_mut(&id)
+                && let Ok(GetRecordOk::FoundRecord(peer_record)) = r
+            {
+                found.push(peer_record.record);
+            }
+            if step.last
+                && let Some((found, reply)) = lookups.remove(&id)
+            {
+                let _ = reply.send(found);
             }
         }
         BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
