@@ -95,3 +95,59 @@ async fn blobs_are_fetched_on_demand_and_verified() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_forged_entries_is_banned_while_honest_sync_completes() {
+    bounded(Duration::from_secs(60), async {
+        let mut h = Peer::new("H");
+        let mut good = Peer::new("G");
+        let mut evil = Peer::new("E");
+        h.node.follow(good.me).unwrap();
+        h.node.follow(evil.me).unwrap();
+        good.post("honest words");
+        let forged = evil.post("forged words");
+        // Corrupt the signature of the stored entry: the evil node's honest
+        // engine now serves an entry its author never signed.
+        evil.node
+            .store()
+            .with_writer(|c| {
+                let mut bytes: Vec<u8> = c.query_row(
+                    "SELECT encoded FROM entries WHERE id = ?1",
+                    [forged.as_bytes().as_slice()],
+                    |r| r.get(0),
+                )?;
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0x01;
+                c.execute(
+                    "UPDATE entries SET encoded = ?2 WHERE id = ?1",
+                    (forged.as_bytes().as_slice(), bytes),
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        h.start(None).await;
+        good.start(None).await;
+        evil.start(None).await;
+        evil.dial(&h).await;
+        good.dial(&h).await;
+        eventually(Duration::from_secs(15), "honest sync", || {
+            h.texts_of(good.me) == ["honest words"]
+        })
+        .await;
+        let e = evil.net().peer_id();
+        eventually(
+            Duration::from_secs(10),
+            "the forger is disconnected",
+            || !h.net().peers().iter().any(|p| p.peer == e),
+        )
+        .await;
+        assert!(
+            !h.texts_of(evil.me).contains(&"forged words".to_string()),
+            "a forged entry is never stored"
+        );
+        for p in [&mut h, &mut good, &mut evil] {
+            p.stop().await;
+        }
+    })
+    .await;
+}
