@@ -13,7 +13,8 @@ use std::cell::{Cell, RefCell};
 use rusqlite::Transaction;
 
 use super::envelope::{
-    DEFAULT_TTL_MS, Envelope, bucket_for, group_tag, pad, prekey_tag, session_tag, unpad,
+    ACK_SECRET_LEN, DEFAULT_TTL_MS, ENVELOPE_HEADER_LEN, Envelope, bucket_for, drop_hash_of,
+    group_tag, pad, prekey_tag, session_tag, unpad,
 };
 use super::error::{MResult, MessagingError};
 use super::header::ENC_HEADER_LEN;
@@ -127,6 +128,11 @@ pub struct Received {
     /// Envelopes to deliver in response (sender keys for new members, a
     /// re-key after a removal). Also in the outbox.
     pub outgoing: Vec<Vec<u8>>,
+    /// For a 1:1 envelope: its ack secret, whose BLAKE3 hash is the
+    /// envelope's drop hash. Publish it (the carrier's `Acks` frame) so the
+    /// nodes that carried the envelope delete it. `None` for group
+    /// envelopes, which are never acked (they expire).
+    pub ack: Option<[u8; ACK_SECRET_LEN]>,
 }
 
 /// A message from the history.
@@ -467,10 +473,16 @@ impl<'a> Messaging<'a> {
             }
         };
         let overhead = prefix.len() + ENC_HEADER_LEN + 16;
-        let bucket = bucket_for(overhead, content.len())?;
-        let padded = pad(content, bucket - overhead);
+        let bucket = bucket_for(overhead, ACK_SECRET_LEN + content.len())?;
+        // The ack secret leads the plaintext; its hash is the drop hash.
+        let ack: zeroize::Zeroizing<[u8; ACK_SECRET_LEN]> = zeroize::Zeroizing::new(rng.array()?);
+        let drop_hash = drop_hash_of(&ack);
+        let mut inner = zeroize::Zeroizing::new(Vec::with_capacity(ACK_SECRET_LEN + content.len()));
+        inner.extend_from_slice(&ack[..]);
+        inner.extend_from_slice(content);
+        let padded = pad(&inner, bucket - overhead);
         let expiry = now.saturating_add(DEFAULT_TTL_MS);
-        let outer = Envelope::header_bytes(&tag, expiry);
+        let outer = Envelope::header_bytes(&tag, expiry, &drop_hash);
         let (st, body) = rec.ratchet.encrypt(&rec.ad, &outer, &padded, &mut rng)?;
         rec.ratchet = st;
         db::update_session(tx, &self.key, id, &rec, Some(now))?;
@@ -479,6 +491,7 @@ impl<'a> Messaging<'a> {
         let env = Envelope {
             tag,
             expiry_ms: expiry,
+            drop_hash,
             body: full,
         }
         .encode();
@@ -524,7 +537,7 @@ impl<'a> Messaging<'a> {
             if env.expiry_ms < now {
                 return Err(MessagingError::Expired);
             }
-            let outer = Envelope::header_bytes(&env.tag, env.expiry_ms);
+            let outer = Envelope::header_bytes(&env.tag, env.expiry_ms, &env.drop_hash);
             let mut out = Received::default();
             match kind {
                 db::TAG_SESSION => {
@@ -563,7 +576,7 @@ impl<'a> Messaging<'a> {
         rec.setup = None;
         db::update_session(tx, &self.key, id, &rec, Some(now))?;
         self.refresh_session_tags(tx, id, &rec)?;
-        let content = unpad(&padded)?;
+        let content = split_ack(unpad(&padded)?, outer, out)?;
         self.handle_content(tx, &rec.peer, content, now, out)
     }
 
@@ -620,7 +633,7 @@ impl<'a> Messaging<'a> {
             db::delete_prekey(tx, db::ONE_TIME_PREKEY, otk)?;
         }
         self.refresh_session_tags(tx, id, &rec)?;
-        let content = unpad(&padded)?;
+        let content = split_ack(unpad(&padded)?, outer, out)?;
         self.handle_content(tx, &rec.peer, content, now, out)
     }
 
@@ -1133,10 +1146,15 @@ impl<'a> Messaging<'a> {
             let padded = pad(&content, bucket - GROUP_OVERHEAD);
             let tag = group_tag(&key.header_key, &group.0, key.epoch);
             let expiry = now.saturating_add(DEFAULT_TTL_MS);
-            let outer = Envelope::header_bytes(&tag, expiry);
-            let (next, body) = {
+            // Group envelopes are read by several members, so none may drop
+            // them for the others: a random drop hash (no known preimage)
+            // that looks like a 1:1 one; they expire instead.
+            let (next, body, drop_hash) = {
                 let mut rng = self.rng.borrow_mut();
-                key.encrypt(&group.0, &me, &outer, &padded, &mut rng)?
+                let drop_hash: [u8; 32] = rng.array()?;
+                let outer = Envelope::header_bytes(&tag, expiry, &drop_hash);
+                let (next, body) = key.encrypt(&group.0, &me, &outer, &padded, &mut rng)?;
+                (next, body, drop_hash)
             };
             state.my_key = Some(next);
             db::put_group(tx, &self.key, &state, now)?;
@@ -1144,6 +1162,7 @@ impl<'a> Messaging<'a> {
             let env = Envelope {
                 tag,
                 expiry_ms: expiry,
+                drop_hash,
                 body,
             }
             .encode();
@@ -1240,6 +1259,21 @@ impl<'a> Messaging<'a> {
             db::load_session(c, &self.key, id).map_err(Into::into)
         })?)
     }
+}
+
+/// Splits the ack secret off a 1:1 plaintext and checks it against the
+/// drop hash in the (authenticated) envelope header `outer`.
+fn split_ack<'c>(content: &'c [u8], outer: &[u8], out: &mut Received) -> MResult<&'c [u8]> {
+    if content.len() < ACK_SECRET_LEN || outer.len() != ENVELOPE_HEADER_LEN {
+        return Err(MessagingError::Undecryptable);
+    }
+    let (ack, rest) = content.split_at(ACK_SECRET_LEN);
+    let ack: [u8; ACK_SECRET_LEN] = fixed(ack)?;
+    if drop_hash_of(&ack)[..] != outer[ENVELOPE_HEADER_LEN - 32..] {
+        return Err(MessagingError::Undecryptable);
+    }
+    out.ack = Some(ack);
+    Ok(rest)
 }
 
 fn fixed<const N: usize>(b: &[u8]) -> MResult<[u8; N]> {

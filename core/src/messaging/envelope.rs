@@ -8,12 +8,19 @@
 //! ciphertext, so a relay cannot re-tag or extend the expiry of an envelope
 //! without it being refused.
 //!
+//! Version 2 adds the drop hash: `BLAKE3(ack_secret)`, where the 32-byte
+//! ack secret travels inside the encrypted body. Once the recipient has
+//! read the message it publishes the secret (an `Acks` frame of the sync
+//! protocol) and every carrier holding an envelope with that drop hash
+//! deletes it; nobody without the secret can forge a drop.
+//!
 //! ```text
 //! offset len  field
-//! 0      1    version = 0x01
+//! 0      1    version = 0x02
 //! 1      32   mailbox tag
 //! 33     8    expiry, ms since the Unix epoch (u64 BE)
-//! 41     B    body, B ∈ {256, 1024, 4096, 16384}
+//! 41     32   drop hash = BLAKE3(ack secret)
+//! 73     B    body, B ∈ {256, 1024, 4096, 16384}
 //! ```
 
 use super::error::{MResult, MessagingError};
@@ -21,15 +28,18 @@ use super::primitives::{Key32, hmac};
 use crate::encoding::{DecodeError, Reader};
 
 /// Envelope format version.
-pub const ENVELOPE_VERSION: u8 = 0x01;
-/// Bytes before the body: version, tag, expiry.
-pub const ENVELOPE_HEADER_LEN: usize = 1 + 32 + 8;
+pub const ENVELOPE_VERSION: u8 = 0x02;
+/// Bytes before the body: version, tag, expiry, drop hash.
+pub const ENVELOPE_HEADER_LEN: usize = 1 + 32 + 8 + 32;
+/// Length of the ack secret inside a 1:1 envelope's plaintext.
+pub const ACK_SECRET_LEN: usize = 32;
 /// The body sizes an envelope may have.
 const BUCKETS: [usize; 4] = [256, 1024, 4096, 16384];
 /// Largest envelope, header included.
 pub const MAX_ENVELOPE_LEN: usize = ENVELOPE_HEADER_LEN + 16384;
-/// How long an envelope is kept by relays unless the sender says otherwise.
-pub const DEFAULT_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// How long an envelope is kept by carriers (7 days; carriers never keep
+/// one longer, whatever its expiry says).
+pub const DEFAULT_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// The body sizes (in bytes) envelopes are padded to, smallest first.
 pub fn envelope_size_buckets() -> &'static [usize] {
@@ -47,6 +57,9 @@ pub struct Envelope {
     /// After this time (ms since the Unix epoch) relays drop it and the
     /// recipient refuses it.
     pub expiry_ms: u64,
+    /// `BLAKE3(ack_secret)`: carriers drop the envelope when they learn a
+    /// secret hashing to it. Random (never acked) for group envelopes.
+    pub drop_hash: [u8; 32],
     /// The padded ciphertext, exactly one bucket long.
     pub body: Vec<u8>,
 }
@@ -56,26 +69,36 @@ impl std::fmt::Debug for Envelope {
         f.debug_struct("Envelope")
             .field("tag", &super::primitives::hex32(&self.tag))
             .field("expiry_ms", &self.expiry_ms)
+            .field("drop_hash", &super::primitives::hex32(&self.drop_hash))
             .field("body_len", &self.body.len())
             .finish()
     }
 }
 
 impl Envelope {
-    /// The 41 bytes before the body; authenticated as associated data by
+    /// The 73 bytes before the body; authenticated as associated data by
     /// every inner ciphertext.
-    pub fn header_bytes(tag: &MailboxTag, expiry_ms: u64) -> [u8; ENVELOPE_HEADER_LEN] {
+    pub fn header_bytes(
+        tag: &MailboxTag,
+        expiry_ms: u64,
+        drop_hash: &[u8; 32],
+    ) -> [u8; ENVELOPE_HEADER_LEN] {
         let mut out = [0u8; ENVELOPE_HEADER_LEN];
         out[0] = ENVELOPE_VERSION;
         out[1..33].copy_from_slice(tag);
-        out[33..].copy_from_slice(&expiry_ms.to_be_bytes());
+        out[33..41].copy_from_slice(&expiry_ms.to_be_bytes());
+        out[41..].copy_from_slice(drop_hash);
         out
     }
 
     /// The canonical bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ENVELOPE_HEADER_LEN + self.body.len());
-        out.extend_from_slice(&Self::header_bytes(&self.tag, self.expiry_ms));
+        out.extend_from_slice(&Self::header_bytes(
+            &self.tag,
+            self.expiry_ms,
+            &self.drop_hash,
+        ));
         out.extend_from_slice(&self.body);
         out
     }
@@ -100,6 +123,7 @@ impl Envelope {
         }
         let tag = r.array("mailbox tag")?;
         let expiry_ms = r.u64("expiry")?;
+        let drop_hash = r.array("drop hash")?;
         let body_len = r.remaining();
         if !BUCKETS.contains(&body_len) {
             return Err(DecodeError::InvalidField {
@@ -112,9 +136,20 @@ impl Envelope {
         Ok(Envelope {
             tag,
             expiry_ms,
+            drop_hash,
             body,
         })
     }
+
+    /// The envelope's identity for carriers: `BLAKE3(encoded bytes)`.
+    pub fn hash_bytes(encoded: &[u8]) -> [u8; 32] {
+        *blake3::hash(encoded).as_bytes()
+    }
+}
+
+/// The drop hash of an ack secret: `BLAKE3(secret)`.
+pub fn drop_hash_of(ack_secret: &[u8; ACK_SECRET_LEN]) -> [u8; 32] {
+    *blake3::hash(ack_secret).as_bytes()
 }
 
 /// Mailbox tag of a chain protected by header key `hk`:
@@ -187,18 +222,19 @@ mod tests {
             let env = Envelope {
                 tag: [7; 32],
                 expiry_ms: 5,
+                drop_hash: [9; 32],
                 body: vec![1; *b],
             };
             let bytes = env.encode();
-            assert_eq!(bytes.len(), 41 + b);
+            assert_eq!(bytes.len(), 73 + b);
             assert_eq!(Envelope::decode(&bytes).unwrap(), env);
             assert!(Envelope::decode(&bytes[..bytes.len() - 1]).is_err());
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(Envelope::decode(&longer).is_err());
-            let mut v2 = bytes;
-            v2[0] = 2;
-            assert!(Envelope::decode(&v2).is_err());
+            let mut v1 = bytes;
+            v1[0] = 1;
+            assert!(Envelope::decode(&v1).is_err());
         }
         for len in 0..300 {
             let _ = Envelope::decode(&vec![1; len]);

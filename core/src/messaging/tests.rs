@@ -124,7 +124,7 @@ fn session_setup_reply_and_history() {
     let other = Party::new(3);
     assert!(other.os().receive(&e).unwrap().is_none());
     // Every envelope body is a bucket size.
-    assert!(super::envelope_size_buckets().contains(&(e.len() - 41)));
+    assert!(super::envelope_size_buckets().contains(&(e.len() - 73)));
 }
 
 #[test]
@@ -191,8 +191,8 @@ fn tampering_leaves_the_session_byte_identical() {
     let (a, b) = established();
     let e = a.os().encrypt_dm(&b.author(), None, "genuine").unwrap();
     let sealed = session_sealed(&b, &a);
-    // 41 = envelope header; header nonce at 41..53, encrypted header to
-    // 41+68, then the ciphertext.
+    // 73 = envelope header (41..73 is the drop hash), then the header
+    // nonce, the encrypted header and the ciphertext.
     for pos in [41 + 3, 41 + 30, 41 + 70, e.len() - 1, 33] {
         let mut bad = e.clone();
         bad[pos] ^= 0x01;
@@ -218,6 +218,7 @@ fn a_counter_jump_to_u32_max_is_rejected_before_any_derivation() {
     let env = Envelope {
         tag,
         expiry_ms: T0 + 1000,
+        drop_hash: [0; 32],
         body,
     }
     .encode();
@@ -724,4 +725,44 @@ fn seeded_random_interaction_with_drops_reorders_and_restarts() {
             "seed {seed}: {lost} of {counter} lost"
         );
     }
+}
+
+/// The hex of the docs/PROTOCOL.md §5 vector named `name` (the lines of the
+/// fenced block after `<!-- vector:NAME -->`, whitespace removed).
+fn doc_vector(name: &str) -> Vec<u8> {
+    let doc = include_str!("../../../docs/PROTOCOL.md");
+    let marker = format!("<!-- vector:{name} -->");
+    let start = doc.find(&marker).expect("vector marker in PROTOCOL.md") + marker.len();
+    let rest = &doc[start..];
+    let open = rest.find("```text\n").expect("fenced block") + 8;
+    let close = rest[open..].find("```").expect("closing fence") + open;
+    let hex: String = rest[open..close].split_whitespace().collect();
+    hex::decode(hex).expect("hex vector")
+}
+
+/// PROTOCOL.md §5 vector: A (seed 0x01) sends "hi" to B (seed 0x02) as the
+/// first message of a session, with the deterministic test entropy and
+/// clock T0; the envelope v2 bytes must match the document byte for byte,
+/// and B must read it and get the ack secret whose hash is the drop hash.
+#[test]
+fn envelope_v2_vector_matches_protocol_md() {
+    let (a, b) = (Party::new(1), Party::new(2));
+    let bundle = match b.m().publish_prekeys().unwrap() {
+        Payload::PrekeyBundle(bb) => bb,
+        other => panic!("{other:?}"),
+    };
+    let env = a.m().encrypt_dm(&b.author(), Some(&bundle), "hi").unwrap();
+    if std::env::var_os("STARLING_PRINT_VECTORS").is_some() {
+        println!("envelope-v2-dm {}", hex::encode(&env));
+    }
+    assert_eq!(env, doc_vector("envelope-v2-dm"), "PROTOCOL.md §5 vector");
+    let d = Envelope::decode(&env).unwrap();
+    assert_eq!(env[0], 0x02);
+    assert_eq!(d.expiry_ms, T0 + super::envelope::DEFAULT_TTL_MS);
+    assert_eq!(env.len(), 73 + 1024);
+    let got = b.m().receive(&env).unwrap().unwrap();
+    assert_eq!(got.message.unwrap().text, "hi");
+    let ack = got.ack.unwrap();
+    assert_eq!(super::envelope::drop_hash_of(&ack), d.drop_hash);
+    assert_eq!(&env[41..73], &d.drop_hash);
 }
