@@ -8,6 +8,7 @@ mod net_util;
 use std::time::Duration;
 
 use net_util::{Peer, bounded, eventually};
+use starling_core::events::NodeEvent;
 use starling_core::net::NetConfig;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -82,7 +83,20 @@ async fn live_posts_reach_a_connected_peer_quickly_and_deletes_follow() {
         b.node.follow(a.me).unwrap();
         a.start(None).await;
         b.start(None).await;
+        let mut events = b.net().subscribe();
         b.dial(&a).await;
+        let a_peer = a.net().peer_id().to_string();
+        let connected = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(NodeEvent::PeerConnected { peer }) = events.recv().await
+                    && peer == a_peer
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(connected.is_ok(), "PeerConnected event on B");
         // Wait for the session to be up (profiles exchanged).
         eventually(CONVERGE, "initial sync", || b.holds_feed(a.me)).await;
 

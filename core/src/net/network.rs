@@ -484,6 +484,13 @@ impl Network {
         &self.inner.node
     }
 
+    /// The node's events: entries added (also those replicated from peers),
+    /// peers connecting and disconnecting, sync progress, blobs fetched.
+    /// Same as [`Node::subscribe`].
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::NodeEvent> {
+        self.inner.node.subscribe()
+    }
+
     /// The sync engine sessions are handed to.
     pub fn engine(&self) -> &SyncEngine {
         &self.inner.engine
