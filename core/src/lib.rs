@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod feed;
 pub mod identity;
+pub mod mailbox;
 pub mod messaging;
 pub mod net;
 pub mod node;

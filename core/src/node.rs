@@ -54,6 +54,8 @@ pub struct Node {
     identity: Mutex<Option<Identity>>,
     /// Event channel ([`Node::subscribe`]).
     events: EventBus,
+    /// New envelopes and acks of the carrier, for live sync sessions.
+    mailbox: crate::mailbox::MailboxBus,
 }
 
 impl std::fmt::Debug for Node {
@@ -90,6 +92,7 @@ impl Node {
             keys,
             identity: Mutex::new(None),
             events: EventBus::new(),
+            mailbox: crate::mailbox::MailboxBus::default(),
         })
     }
 
@@ -600,6 +603,38 @@ impl Node {
 
     pub(crate) fn event_bus(&self) -> &EventBus {
         &self.events
+    }
+
+    /// The carrier's notification channel (core/src/mailbox).
+    pub(crate) fn mailbox_bus(&self) -> &crate::mailbox::MailboxBus {
+        &self.mailbox
+    }
+
+    // ----- messaging --------------------------------------------------------
+
+    /// Runs `f` with this node's end-to-end [`Messaging`] engine (see
+    /// `core/src/messaging`), e.g. `node.with_messaging(|m| m.encrypt_dm(..))`.
+    /// Envelopes it produces wait in the outbox; [`Node::flush_outbox`]
+    /// (called by running sync sessions too) hands them to the carrier.
+    ///
+    /// Errors: [`Error::NoIdentity`]; [`Error::Locked`] without the at-rest
+    /// key (it seals every messaging secret).
+    ///
+    /// [`Messaging`]: crate::messaging::Messaging
+    pub fn with_messaging<T>(
+        &self,
+        f: impl FnOnce(&crate::messaging::Messaging<'_>) -> T,
+    ) -> Result<T> {
+        let identity = self.unlocked()?;
+        let key = self.keys.at_rest_key()?;
+        let m = crate::messaging::Messaging::new(&self.store, &identity, key);
+        Ok(f(&m))
+    }
+
+    /// Hands queued outgoing envelopes to the carrier so live sync sessions
+    /// push them now; returns how many. Needs no key.
+    pub fn flush_outbox(&self) -> Result<usize> {
+        crate::mailbox::flush_outbox(self)
     }
 
     /// Signs `message` with the identity key (for the sync Hello, whose

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0002_sync.sql"),
     include_str!("schema/0003_messaging.sql"),
     include_str!("schema/0004_net.sql"),
+    include_str!("schema/0005_mailbox.sql"),
 ];
 
 /// The schema version this build writes.

@@ -279,7 +279,13 @@ impl SyncEngine {
             stats: stats.clone(),
             stop: stop_rx,
             scope_epoch: self.inner.scope_epoch.subscribe(),
+            session_id: id,
         });
+        // Queued outgoing envelopes (e.g. from `starling dm send` while no
+        // session ran) and expired ones: before the inventory is built.
+        if let Err(e) = crate::mailbox::maintain_carrier(&self.inner.node) {
+            tracing::debug!(error = %e, "mailbox maintenance failed");
+        }
         let result = session::run(ctx, stream).await;
         let summary = SessionSummary::from(&*stats.lock().unwrap_or_else(|p| p.into_inner()));
         guard.finish(result.as_ref().err().map(SyncError::penalty));
@@ -385,9 +391,16 @@ impl SyncEngine {
     /// runtime): entries another process writes to this node's data dir
     /// (the CLI's `starling post` while `starling serve` runs) become
     /// `EntryAdded` events within about 100 ms, so live sessions push them.
-    /// It polls only while a session runs; see `sync::watch`. Stops when the
-    /// handle is dropped.
+    /// It polls only while a session runs; see `sync::watch`. Envelopes
+    /// another process queued (`starling dm send`) are handed to the carrier
+    /// and pushed the same way. Also publishes this node's prekey bundle
+    /// when none is current. Stops when the handle is dropped.
     pub fn watch_external_writes(&self) -> Result<WatchHandle> {
+        // This is the long-running node's start: publish a prekey bundle if
+        // none is current, so others can start conversations with us.
+        if let Err(e) = crate::mailbox::refresh_prekeys(&self.inner.node) {
+            tracing::debug!(error = %e, "prekey refresh failed");
+        }
         ext_watch::spawn(self.inner.clone())
     }
 }

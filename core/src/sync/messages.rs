@@ -23,6 +23,19 @@ pub(crate) const T_CLOCK: u8 = 0x03;
 pub(crate) const T_PLAN: u8 = 0x04;
 pub(crate) const T_ENTRIES: u8 = 0x05;
 pub(crate) const T_DONE: u8 = 0x06;
+pub(crate) const T_INVENTORY: u8 = 0x07;
+pub(crate) const T_ENVELOPES: u8 = 0x08;
+pub(crate) const T_ACKS: u8 = 0x09;
+
+/// Capability bit in the Hello's `max_frame` (its lowest bit): "I carry
+/// envelopes" (the mailbox frames 0x07–0x09, docs/PROTOCOL.md §5.1). A peer
+/// that does not set it never receives them; its max frame is the announced
+/// value with the bit cleared.
+pub(crate) const CAP_MAILBOX: u32 = 1;
+/// Largest envelope in an Envelopes message.
+pub(crate) const MAX_ENVELOPE_ITEM: usize = crate::messaging::envelope::MAX_ENVELOPE_LEN;
+/// Smallest encoded envelope item: length varint and the smallest envelope.
+const MIN_ENVELOPE_ITEM: usize = 2 + crate::messaging::envelope::ENVELOPE_HEADER_LEN + 256;
 
 /// Encoded entry sizes (seq 1 and seq > 1).
 const ENTRY_LENS: [usize; 2] = [149, 181];
@@ -54,11 +67,27 @@ pub(crate) struct ClockItem {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Message {
     Hello(Hello),
-    Summary { count: u64, digest: [u8; 32] },
+    Summary {
+        count: u64,
+        digest: [u8; 32],
+    },
     Clock(Vec<ClockItem>),
-    Plan { entries: u64, feeds: u64 },
+    Plan {
+        entries: u64,
+        feeds: u64,
+    },
     Entries(Vec<IncomingEntry>),
     Done,
+    /// Short ids of the envelopes the sender carries; `last` ends the
+    /// inventory.
+    Inventory {
+        shorts: Vec<[u8; 8]>,
+        last: bool,
+    },
+    /// Envelopes (each decoded by the receiver, docs/PROTOCOL.md §5).
+    Envelopes(Vec<Vec<u8>>),
+    /// Ack secrets: carriers drop envelopes whose drop hash is BLAKE3 of one.
+    Acks(Vec<[u8; 32]>),
 }
 
 /// The bytes a Hello signature covers: context, the Hello fields, then the
@@ -190,6 +219,31 @@ impl Message {
                 }
             }
             Message::Done => out.push(T_DONE),
+            Message::Inventory { shorts, last } => {
+                out.reserve(12 + shorts.len() * 8);
+                out.push(T_INVENTORY);
+                out.push(u8::from(*last));
+                put_varint(&mut out, shorts.len() as u64);
+                for s in shorts {
+                    out.extend_from_slice(s);
+                }
+            }
+            Message::Envelopes(items) => {
+                out.push(T_ENVELOPES);
+                put_varint(&mut out, items.len() as u64);
+                for it in items {
+                    put_varint(&mut out, it.len() as u64);
+                    out.extend_from_slice(it);
+                }
+            }
+            Message::Acks(secrets) => {
+                out.reserve(11 + secrets.len() * 32);
+                out.push(T_ACKS);
+                put_varint(&mut out, secrets.len() as u64);
+                for s in secrets {
+                    out.extend_from_slice(s);
+                }
+            }
         }
         out
     }
@@ -279,6 +333,49 @@ impl Message {
                 Message::Entries(items)
             }
             T_DONE => Message::Done,
+            T_INVENTORY => {
+                let last = r.flag("inventory last flag")?;
+                let count = get_varint(&mut r, "inventory count")?;
+                let count = bounded(count, r.remaining() / 8, "inventory count")?;
+                let mut shorts = Vec::with_capacity(count);
+                for _ in 0..count {
+                    shorts.push(r.array("inventory short id")?);
+                }
+                Message::Inventory { shorts, last }
+            }
+            T_ENVELOPES => {
+                let count = get_varint(&mut r, "envelopes count")?;
+                if count == 0 {
+                    return Err(invalid("envelopes count", "never empty"));
+                }
+                let count = bounded(count, r.remaining() / MIN_ENVELOPE_ITEM, "envelopes count")?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = get_varint(&mut r, "envelope length")?;
+                    let len = usize::try_from(len).unwrap_or(usize::MAX);
+                    if len > MAX_ENVELOPE_ITEM {
+                        return Err(DecodeError::TooLong {
+                            field: "envelope",
+                            len,
+                            max: MAX_ENVELOPE_ITEM,
+                        });
+                    }
+                    items.push(r.take(len, "envelope")?.to_vec());
+                }
+                Message::Envelopes(items)
+            }
+            T_ACKS => {
+                let count = get_varint(&mut r, "acks count")?;
+                if count == 0 {
+                    return Err(invalid("acks count", "never empty"));
+                }
+                let count = bounded(count, r.remaining() / 32, "acks count")?;
+                let mut secrets = Vec::with_capacity(count);
+                for _ in 0..count {
+                    secrets.push(r.array("ack secret")?);
+                }
+                Message::Acks(secrets)
+            }
             other => {
                 return Err(DecodeError::InvalidField {
                     field: "message type",
@@ -347,6 +444,16 @@ mod tests {
                 feeds: 2,
             },
             Message::Done,
+            Message::Inventory {
+                shorts: vec![[1; 8], [2; 8]],
+                last: true,
+            },
+            Message::Inventory {
+                shorts: vec![],
+                last: false,
+            },
+            Message::Envelopes(vec![vec![2; 73 + 256]]),
+            Message::Acks(vec![[3; 32], [4; 32]]),
         ];
         for m in msgs {
             let b = m.encode();

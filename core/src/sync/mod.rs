@@ -10,6 +10,7 @@
 //! the engine is transport-agnostic (any `futures` `AsyncRead +
 //! AsyncWrite`), so tests run it over in-memory pipes.
 
+mod carrier;
 mod clock;
 mod engine;
 mod error;

@@ -21,15 +21,18 @@ use crate::events::NodeEvent;
 use crate::feed::Entry;
 use crate::feed::validate::strict_verifying_key;
 use crate::identity::id::{AuthorId, EntryId};
+use crate::mailbox::MailboxEvent;
+use crate::messaging::envelope::Envelope;
 use crate::node::Node;
 use crate::store::ingest::IncomingEntry;
 use crate::store::replication::{self, FeedState};
+use crate::sync::carrier::CarrierState;
 use crate::sync::clock::{digest, note_held, plan_feed, short_id, short_key};
 use crate::sync::engine::SyncConfig;
 use crate::sync::error::SyncError;
 use crate::sync::frame::{HEADER_LEN, MIN_MAX_FRAME, read_frame, write_frame};
 use crate::sync::messages::{
-    ClockItem, Hello, Message, VERSION, entry_item_len, hello_signed_bytes,
+    CAP_MAILBOX, ClockItem, Hello, Message, VERSION, entry_item_len, hello_signed_bytes,
 };
 use crate::sync::scope;
 
@@ -83,6 +86,9 @@ pub(crate) struct Ctx {
     pub stats: Arc<Mutex<PeerStats>>,
     pub stop: watch::Receiver<bool>,
     pub scope_epoch: watch::Receiver<u64>,
+    /// This session's id within the engine (never 0), so the mailbox does
+    /// not echo what came from this peer.
+    pub session_id: u64,
 }
 
 impl Ctx {
@@ -115,6 +121,8 @@ enum Ctrl {
     Clock(Vec<ClockItem>),
     Resync(Vec<AuthorId>),
     ScopeDirty,
+    /// The peer's envelope inventory is complete.
+    InventoryDone,
     Eof,
     Fail(SyncError),
 }
@@ -127,8 +135,10 @@ where
 {
     // Subscribe before the clock snapshot so no entry slips in between.
     let events = ctx.node.subscribe();
+    let mailbox = ctx.node.mailbox_bus().subscribe();
     let (mut rd, mut wr) = stream.split();
     let setup = handshake(&ctx, &mut rd, &mut wr).await?;
+    let carrier = Arc::new(Mutex::new(CarrierState::new(setup.mailbox, setup.key)));
     let shared = Arc::new(Mutex::new(Shared {
         my_wants: setup.clock.iter().map(|(a, _)| *a).collect(),
         remote: if setup.in_sync {
@@ -151,10 +161,13 @@ where
         outbox: Outbox::default(),
         scope_dirty: false,
         last_scope: Instant::now(),
+        carrier: carrier.clone(),
+        mailbox: Some(mailbox),
     };
     if !setup.in_sync {
         writer.send_clock(&setup.clock).await?;
     }
+    writer.carrier_opening().await?;
     let reader = Reader {
         ctx: ctx.clone(),
         rd,
@@ -173,6 +186,7 @@ where
         soft_faults: 0,
         skipped: HashSet::new(),
         resync_rounds: 0,
+        carrier,
     }
     .run();
     let writer = writer.run(rx, events);
@@ -186,6 +200,8 @@ where
 struct Setup {
     key: [u8; 32],
     send_max: usize,
+    /// Both sides carry envelopes.
+    mailbox: bool,
     in_sync: bool,
     clock: Vec<(AuthorId, FeedState)>,
 }
@@ -227,7 +243,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         version: VERSION,
         author: me,
         nonce,
-        max_frame: u32::try_from(ctx.config.max_frame).unwrap_or(u32::MAX),
+        // The lowest bit announces the mailbox capability.
+        max_frame: (u32::try_from(ctx.config.max_frame).unwrap_or(u32::MAX) & !CAP_MAILBOX)
+            | CAP_MAILBOX,
         signature: [0; 64],
     };
     hello.signature = node.sign_with_identity(&hello_signed_bytes(
@@ -255,7 +273,8 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &ed25519_dalek::Signature::from_bytes(&theirs.signature),
     )
     .map_err(|_| SyncError::BadHello("signature does not verify for this connection".into()))?;
-    let their_max = theirs.max_frame as usize;
+    let their_max = (theirs.max_frame & !CAP_MAILBOX) as usize;
+    let mailbox = theirs.max_frame & CAP_MAILBOX != 0;
     if their_max < MIN_MAX_FRAME {
         return Err(SyncError::ProtocolViolation(format!(
             "max frame {their_max} is below {MIN_MAX_FRAME}"
@@ -286,7 +305,8 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     Ok(Setup {
         key,
-        send_max: their_max.min(ctx.config.max_frame),
+        mailbox,
+        send_max: their_max.min(ctx.config.max_frame & !(CAP_MAILBOX as usize)),
         in_sync,
         clock,
     })
@@ -338,6 +358,7 @@ struct Reader<R> {
     soft_faults: u64,
     skipped: HashSet<AuthorId>,
     resync_rounds: u32,
+    carrier: Arc<Mutex<CarrierState>>,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -384,8 +405,59 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 }
                 Message::Done => self.on_done()?,
                 Message::Entries(batch) => self.on_entries(batch).await?,
+                Message::Inventory { shorts, last } => {
+                    if lock(&self.carrier).on_inventory(shorts, last)? {
+                        self.send_ctrl(Ctrl::InventoryDone)?;
+                    }
+                }
+                Message::Envelopes(items) => self.on_envelopes(items).await?,
+                Message::Acks(secrets) => self.on_acks(secrets).await?,
             }
         }
+    }
+
+    /// Envelopes from the peer: all decoded first (one bad envelope refuses
+    /// the message), then each stored, offered to this node's messaging and
+    /// announced to the other sessions.
+    async fn on_envelopes(&mut self, items: Vec<Vec<u8>>) -> Result<(), SyncError> {
+        if !self.entries.take(items.len() as u64) {
+            return Err(SyncError::Flood("envelope rate limit".into()));
+        }
+        let mut decoded = Vec::with_capacity(items.len());
+        for (i, bytes) in items.into_iter().enumerate() {
+            let env = Envelope::decode(&bytes)
+                .map_err(|e| SyncError::Malformed(format!("envelope {i}: {e}")))?;
+            decoded.push((Envelope::hash_bytes(&bytes), bytes, env));
+        }
+        let hashes: Vec<[u8; 32]> = decoded.iter().map(|d| d.0).collect();
+        lock(&self.carrier).note_received(&hashes, &[])?;
+        let node = self.ctx.node.clone();
+        let origin = self.ctx.session_id;
+        tokio::task::spawn_blocking(move || {
+            for (_, bytes, env) in decoded {
+                crate::mailbox::receive_from_peer(&node, &bytes, &env, origin)?;
+            }
+            Ok::<(), Error>(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        Ok(())
+    }
+
+    /// Acks from the peer: drop what they name, pass them on.
+    async fn on_acks(&mut self, secrets: Vec<[u8; 32]>) -> Result<(), SyncError> {
+        lock(&self.carrier).note_received(&[], &secrets)?;
+        let node = self.ctx.node.clone();
+        let origin = self.ctx.session_id;
+        tokio::task::spawn_blocking(move || {
+            for s in secrets {
+                crate::mailbox::ack_from_peer(&node, &s, origin)?;
+            }
+            Ok::<(), Error>(())
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        Ok(())
     }
 
     fn send_ctrl(&self, c: Ctrl) -> Result<(), SyncError> {
@@ -540,6 +612,7 @@ enum Flow {
 enum Wake {
     Ctrl(Option<Ctrl>),
     Event(Result<NodeEvent, broadcast::error::RecvError>),
+    Mailbox(Result<MailboxEvent, broadcast::error::RecvError>),
     Stop,
     Scope,
     Tick,
@@ -554,6 +627,9 @@ struct Writer<W> {
     outbox: Outbox,
     scope_dirty: bool,
     last_scope: Instant,
+    carrier: Arc<Mutex<CarrierState>>,
+    /// New envelopes and acks of this node (taken by the run loop).
+    mailbox: Option<broadcast::Receiver<MailboxEvent>>,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
@@ -576,6 +652,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let mut stop = self.ctx.stop.clone();
         let mut epoch = self.ctx.scope_epoch.clone();
         let mut epoch_alive = true;
+        let mut mailbox = self.mailbox.take();
         loop {
             if *stop.borrow() {
                 return Ok(());
@@ -598,6 +675,25 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     Err(broadcast::error::TryRecvError::Lagged(_)) => self.on_lag(),
                     Err(_) => break,
                 }
+            }
+            while let Some(rx) = mailbox.as_mut() {
+                match rx.try_recv() {
+                    Ok(ev) => self.on_mailbox(Ok(ev))?,
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.on_mailbox(Err(broadcast::error::RecvError::Lagged(n)))?;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Envelopes and acks first: they are small and latency matters.
+            let msg = {
+                let node = self.ctx.node.clone();
+                lock(&self.carrier).next_message(&node, self.send_max)?
+            };
+            if let Some(msg) = msg {
+                self.send(&msg).await?;
+                tokio::task::yield_now().await;
+                continue;
             }
             if epoch_alive && epoch.has_changed().unwrap_or(false) {
                 epoch.borrow_and_update();
@@ -623,6 +719,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             let wake = tokio::select! {
                 c = ctrl.recv() => Wake::Ctrl(c),
                 ev = events.recv() => Wake::Event(ev),
+                ev = async {
+                    match mailbox.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Mailbox(ev),
                 r = stop.changed() => if r.is_ok() { Wake::Tick } else { Wake::Stop },
                 r = epoch.changed(), if epoch_alive => {
                     epoch_alive = r.is_ok();
@@ -638,6 +740,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 }
                 Wake::Ctrl(None) | Wake::Stop => return Ok(()),
                 Wake::Event(Ok(ev)) => self.on_event(ev)?,
+                Wake::Mailbox(Err(broadcast::error::RecvError::Closed)) => mailbox = None,
+                Wake::Mailbox(ev) => self.on_mailbox(ev)?,
                 Wake::Event(Err(broadcast::error::RecvError::Lagged(_))) => self.on_lag(),
                 // The node (which owns the sender) is gone.
                 Wake::Event(Err(broadcast::error::RecvError::Closed)) => return Ok(()),
@@ -649,6 +753,31 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     async fn send(&mut self, msg: &Message) -> Result<(), SyncError> {
         send_msg(&self.ctx, &mut self.wr, msg).await
+    }
+
+    /// Our acks and inventory, right after the handshake (mailbox peers).
+    async fn carrier_opening(&mut self) -> Result<(), SyncError> {
+        let msgs = {
+            let node = self.ctx.node.clone();
+            lock(&self.carrier).opening(&node, self.send_max)?
+        };
+        for m in msgs {
+            self.send(&m).await?;
+        }
+        Ok(())
+    }
+
+    fn on_mailbox(
+        &mut self,
+        ev: Result<MailboxEvent, broadcast::error::RecvError>,
+    ) -> Result<(), SyncError> {
+        let node = self.ctx.node.clone();
+        let mut c = lock(&self.carrier);
+        match ev {
+            Ok(ev) => c.on_event(ev, self.ctx.session_id),
+            Err(_) => c.on_lag(&node)?,
+        }
+        Ok(())
     }
 
     /// Announces `clock` in as many Clock frames as needed.
@@ -678,6 +807,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 self.send_clock(&clock).await?;
             }
             Ctrl::ScopeDirty => self.scope_dirty = true,
+            Ctrl::InventoryDone => {
+                let now = crate::store::now_ms();
+                let held = self
+                    .ctx
+                    .node
+                    .store()
+                    .read(|c| crate::mailbox::inventory(c, now))?;
+                lock(&self.carrier).finish_inventory(held);
+            }
             Ctrl::Eof => return Ok(Flow::End),
             Ctrl::Fail(e) => return Err(e),
         }

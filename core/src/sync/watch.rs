@@ -100,6 +100,10 @@ async fn run(inner: &Inner, conn: &Mutex<Connection>, start: (i64, i64)) -> Resu
             continue;
         }
         version = v;
+        // Envelopes queued by another process (`starling dm send`).
+        if let Err(e) = crate::mailbox::flush_outbox(&inner.node) {
+            tracing::debug!(error = %e, "outbox flush failed");
+        }
         loop {
             let rows = replication::entries_after_rowid(&conn, last_rowid, PAGE)?;
             let n = rows.len();
