@@ -233,10 +233,11 @@ pub fn apply_ack(tx: &Transaction<'_>, secret: &[u8; ACK_SECRET_LEN], now: u64) 
     Ok(inserted > 0)
 }
 
-/// Hashes of every unexpired envelope carried, soonest-expiring last.
+/// Hashes of every unexpired envelope carried, oldest received first (so
+/// a catch-up delivers in sending order).
 pub fn inventory(conn: &Connection, now: u64) -> Result<Vec<EnvelopeHash>> {
     let mut st = conn.prepare_cached(
-        "SELECT hash FROM mailbox_envelopes WHERE expiry > ?1 ORDER BY expiry DESC",
+        "SELECT hash FROM mailbox_envelopes WHERE expiry > ?1 ORDER BY received_at, rowid",
     )?;
     let rows = st.query_map(params![sql_u64(now)], |r| r.get::<_, Vec<u8>>(0))?;
     let mut out = Vec::new();

@@ -434,7 +434,24 @@ impl<'a> Messaging<'a> {
         let id = match db::active_session(tx, peer)? {
             Some(id) => id,
             None => {
-                let b = bundle.ok_or(MessagingError::NoBundle(*peer))?;
+                // No session: the caller's bundle, else the newest one of
+                // theirs in the store (group fan-out to a member we never
+                // talked to).
+                let stored;
+                let b = match bundle {
+                    Some(b) => b,
+                    None => {
+                        stored =
+                            db::latest_bundle(tx, peer)?.ok_or(MessagingError::NoBundle(*peer))?;
+                        x3dh::verify_bundle(peer, &stored)?;
+                        if self.observe_identity(tx, peer, &stored.identity_dh, now)?
+                            == TrustState::Changed
+                        {
+                            return Err(MessagingError::Untrusted(*peer));
+                        }
+                        &stored
+                    }
+                };
                 if let Some((pinned, _, _)) = db::contact(tx, peer)?
                     && pinned != b.identity_dh
                 {
