@@ -200,6 +200,9 @@ pub enum Command {
     /// Network commands: serve, invite, peers, dial, sync, blob.
     #[command(flatten)]
     Net(crate::net_commands::NetCommand),
+    /// Encrypted messaging: dm, group, safety-number.
+    #[command(flatten)]
+    Dm(crate::dm_commands::DmCommand),
 }
 
 #[cfg(test)]

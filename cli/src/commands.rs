@@ -237,6 +237,10 @@ pub fn run(
         Command::Net(_) => Err(CliError::other(
             "network commands are handled by net_commands",
         )),
+        // Routed to dm_commands by main before a store is opened.
+        Command::Dm(_) => Err(CliError::other(
+            "messaging commands are handled by dm_commands",
+        )),
         Command::RecoveryPhrase => {
             let me = ctx.me()?;
             let phrase = ctx.core(ctx.node.recovery_phrase())?;

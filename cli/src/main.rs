@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod dm_commands;
 mod error;
 mod keys;
 mod net_commands;
@@ -58,6 +59,9 @@ fn run(cli: Cli) -> CliResult<output::Report> {
     let data_dir = resolve_data_dir(cli.data_dir)?;
     if let args::Command::Net(command) = cli.command {
         return net_commands::run(&data_dir, cli.insecure_key_file, command, cli.json);
+    }
+    if let args::Command::Dm(command) = cli.command {
+        return dm_commands::run(&data_dir, cli.insecure_key_file, command);
     }
     commands::run(&data_dir, cli.insecure_key_file, cli.command)
 }
