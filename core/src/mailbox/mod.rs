@@ -374,6 +374,12 @@ pub fn maintain_carrier(node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Subscribes to `node`'s mailbox events (new envelopes and acks, e.g. an
+/// `Ack` with origin 0 right after this node read a message).
+pub fn subscribe(node: &Node) -> broadcast::Receiver<MailboxEvent> {
+    node.mailbox_bus().subscribe()
+}
+
 /// Counters of `node`'s mailbox.
 pub fn stats(node: &Node) -> Result<MailboxStats> {
     node.store().read(stats_in)
