@@ -915,7 +915,7 @@ impl<'a> Messaging<'a> {
                 db::load_group(tx, &self.key, &group.0)?.ok_or(MessagingError::UnknownGroup)?;
             let before = state.membership.view();
             let me = self.me.author_id();
-            if !before.admins.contains(&me) && !(kind == ControlKind::Remove && target == &me) {
+            if !before.admins.contains(&me) && (kind != ControlKind::Remove || target != &me) {
                 return Err(MessagingError::Forbidden(
                     "only admins change membership".into(),
                 ));

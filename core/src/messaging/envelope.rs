@@ -185,7 +185,7 @@ pub(crate) fn bucket_for(overhead: usize, content: usize) -> MResult<usize> {
     BUCKETS
         .iter()
         .copied()
-        .find(|b| *b >= overhead + content + 1)
+        .find(|b| *b > overhead + content)
         .ok_or_else(|| MessagingError::InvalidInput("message too large for an envelope".into()))
 }
 

@@ -142,6 +142,7 @@ impl RatchetState {
     }
 
     /// Number of skipped keys held.
+    #[cfg(test)]
     pub(crate) fn skipped_len(&self) -> usize {
         self.skipped.len()
     }

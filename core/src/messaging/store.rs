@@ -36,6 +36,11 @@ fn sql(v: u64) -> MResult<i64> {
 
 // ----- counters ------------------------------------------------------------
 
+/// A contact row: pinned identity key, trust code, pending (changed) key.
+pub(crate) type Contact = ([u8; 32], i64, Option<[u8; 32]>);
+/// A conversation row: id, is_group, last message time, message count.
+pub(crate) type ConversationRow = ([u8; 32], bool, u64, u64);
+
 /// Returns the next value of a named counter (starting at 1).
 pub(crate) fn next_counter(conn: &Connection, name: &str) -> MResult<u32> {
     let v: Option<i64> = conn
@@ -281,6 +286,7 @@ pub(crate) fn update_session(
 }
 
 /// The sealed bytes of a session (for byte-identity checks in tests).
+#[cfg(test)]
 pub(crate) fn sealed_session(conn: &Connection, id: i64) -> MResult<Option<Vec<u8>>> {
     Ok(conn
         .prepare_cached("SELECT sealed FROM msg_sessions WHERE id = ?1")?
@@ -340,10 +346,7 @@ pub(crate) fn record_setup(
 // ----- contacts ----------------------------------------------------------------
 
 /// A contact's pinned identity key, trust code and pending (changed) key.
-pub(crate) fn contact(
-    conn: &Connection,
-    peer: &AuthorId,
-) -> MResult<Option<([u8; 32], i64, Option<[u8; 32]>)>> {
+pub(crate) fn contact(conn: &Connection, peer: &AuthorId) -> MResult<Option<Contact>> {
     let row: Option<(Vec<u8>, i64, Option<Vec<u8>>)> = conn
         .prepare_cached("SELECT identity_dh, trust, pending_dh FROM msg_contacts WHERE peer = ?1")?
         .query_row([peer.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -459,7 +462,7 @@ pub(crate) fn messages(
 }
 
 /// Conversations: (id, is_group, last message time, message count), newest first.
-pub(crate) fn conversations(conn: &Connection) -> MResult<Vec<([u8; 32], bool, u64, u64)>> {
+pub(crate) fn conversations(conn: &Connection) -> MResult<Vec<ConversationRow>> {
     let rows: Vec<(Vec<u8>, bool, i64, i64)> = conn
         .prepare_cached(
             "SELECT conversation, is_group, max(at), count(*) FROM msg_messages

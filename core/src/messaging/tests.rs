@@ -630,7 +630,7 @@ impl Rng {
 fn seeded_random_interaction_with_drops_reorders_and_restarts() {
     for seed in [1u64, 2, 3] {
         let mut rng = Rng(seed);
-        let mut parties = vec![Party::new(11), Party::new(12), Party::new(13)];
+        let mut parties = [Party::new(11), Party::new(12), Party::new(13)];
         let bundles: Vec<PrekeyBundle> = parties.iter().map(Party::bundle).collect();
         // In flight: (recipient, envelope, sender, text).
         let mut wire: Vec<(usize, Vec<u8>, usize, String)> = Vec::new();
