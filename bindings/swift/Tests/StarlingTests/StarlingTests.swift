@@ -108,7 +108,11 @@ final class StarlingTests: XCTestCase {
     func testPostAndPageThroughTheTimeline() async throws {
         let a = try await alice()
         var ids: [String] = []
-        for i in 1...5 { ids.append(try await a.post(text: "post number \(i)")) }
+        // Lists are ordered by (timestamp ms, id): space the posts out.
+        for i in 1...5 {
+            try await Task.sleep(nanoseconds: 3_000_000)
+            ids.append(try await a.post(text: "post number \(i)"))
+        }
         let first = try await a.timeline(limit: 2)
         XCTAssertEqual(first.items.map(\.text), ["post number 5", "post number 4"])
         let second = try await a.timeline(limit: 2, before: first.nextCursor)
@@ -121,7 +125,9 @@ final class StarlingTests: XCTestCase {
     func testRepliesFormAThread() async throws {
         let a = try await alice()
         let root = try await a.post(text: "what is a starling?")
+        try await Task.sleep(nanoseconds: 3_000_000)
         let r1 = try await a.reply(parent: root, text: "a bird")
+        try await Task.sleep(nanoseconds: 3_000_000)
         let r2 = try await a.post(text: "a murmuration of them", replyTo: r1)
         let thread = try await a.thread(root: root)
         XCTAssertEqual(thread.map(\.id), [root, r1, r2])
