@@ -14,7 +14,15 @@ fn help_lists_every_command() {
         .expect("starling runs");
     assert!(out.status.success(), "--help exits 0");
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["init", "post", "timeline", "serve", "import", "export-feed", "search"] {
+    for command in [
+        "init",
+        "post",
+        "timeline",
+        "serve",
+        "import",
+        "export-feed",
+        "search",
+    ] {
         assert!(help.contains(command), "--help lists `{command}`:\n{help}");
     }
 }
