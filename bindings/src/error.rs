@@ -72,6 +72,51 @@ pub enum StarlingError {
         /// Explanation.
         detail: String,
     },
+    /// A network operation failed: an address could not be listened on or
+    /// dialled, a peer could not be reached or did not answer in time.
+    /// Usually worth retrying later (another network, the peer online).
+    #[error("network: {detail}")]
+    Network {
+        /// The underlying failure.
+        detail: String,
+    },
+    /// Networking is not running on this node: call `startNetwork` first
+    /// (or it was stopped with `stopNetwork`).
+    #[error("network not running: {detail}")]
+    NetworkNotRunning {
+        /// Explanation.
+        detail: String,
+    },
+    /// Networking was started already; call `stopNetwork` before starting
+    /// it again with another configuration.
+    #[error("network already running: {detail}")]
+    NetworkRunning {
+        /// Explanation.
+        detail: String,
+    },
+    /// No end-to-end session with the contact and no prekey bundle of
+    /// theirs is stored yet: follow them and let their feed sync (their
+    /// node publishes the bundle when its network starts), then retry.
+    #[error("no prekey bundle: {detail}")]
+    NoPrekeyBundle {
+        /// Whose bundle is missing.
+        detail: String,
+    },
+    /// The contact's identity key changed since it was pinned: sending is
+    /// blocked until the user compares safety numbers and calls
+    /// `markVerified`, or accepts the change with `acceptIdentityChange`.
+    #[error("identity key changed: {detail}")]
+    IdentityKeyChanged {
+        /// Whose key changed.
+        detail: String,
+    },
+    /// A group operation is not allowed: not an admin, not a member, the
+    /// group is full, …
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// Why it was refused.
+        detail: String,
+    },
     /// A bug or an unexpected failure inside the library (including an
     /// exception thrown by an app callback that it did not declare). Please
     /// report it with the detail.
@@ -92,6 +137,23 @@ impl StarlingError {
     pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         StarlingError::Internal {
             detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn network_not_running() -> Self {
+        StarlingError::NetworkNotRunning {
+            detail: "call startNetwork first".into(),
+        }
+    }
+
+    /// A core error from a network operation: I/O failures there are
+    /// network failures (dial, listen, timeouts), not storage ones.
+    pub(crate) fn from_net(e: starling_core::Error) -> Self {
+        match e {
+            starling_core::Error::Io(io) => StarlingError::Network {
+                detail: io.to_string(),
+            },
+            other => other.into(),
         }
     }
 
@@ -146,6 +208,23 @@ impl From<starling_core::Error> for StarlingError {
             }
             E::Storage(_) | E::SchemaTooNew { .. } | E::Io(_) => StarlingError::Storage { detail },
             _ => StarlingError::Internal { detail },
+        }
+    }
+}
+
+/// The boundary conversion from the messaging layer's errors.
+impl From<starling_core::messaging::MessagingError> for StarlingError {
+    fn from(e: starling_core::messaging::MessagingError) -> Self {
+        use starling_core::messaging::MessagingError as M;
+        let detail = e.to_string();
+        match e {
+            M::Core(e) => e.into(),
+            M::InvalidInput(_) => StarlingError::InvalidInput { detail },
+            M::UnknownGroup => StarlingError::NotFound { detail },
+            M::NoBundle(_) => StarlingError::NoPrekeyBundle { detail },
+            M::Untrusted(_) => StarlingError::IdentityKeyChanged { detail },
+            M::Forbidden(_) => StarlingError::Forbidden { detail },
+            _ => StarlingError::Rejected { detail },
         }
     }
 }

@@ -13,9 +13,9 @@ use crate::runtime::runtime;
 /// Event subscriptions whose delivery task is running (see `diagnostics`).
 pub(crate) static LIVE_SUBSCRIPTIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Something that happened in the node. More kinds (peer connected, sync
-/// progress, blob fetched, message received) arrive with later releases:
-/// handle unknown cases with a default branch (`else ->` / `default:`).
+/// Something that happened in the node. More kinds may arrive with later
+/// releases: handle unknown cases with a default branch (`else ->` /
+/// `default:`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum NodeEvent {
     /// An entry was stored: published here (`own` = true) or received from a
@@ -29,6 +29,33 @@ pub enum NodeEvent {
         seq: u64,
         /// True if this node published it.
         own: bool,
+    },
+    /// A peer connection was established (networking running).
+    PeerConnected {
+        /// The peer's network id (`12D3Koo…`).
+        peer_id: String,
+    },
+    /// A peer connection ended.
+    PeerDisconnected {
+        /// The peer's network id (`12D3Koo…`).
+        peer_id: String,
+    },
+    /// Catch-up progress with one peer: entries stored from it so far in
+    /// the session and how many it announced and has not sent yet.
+    SyncProgress {
+        /// The peer's network id (`12D3Koo…`).
+        peer_id: String,
+        /// Entries stored from this peer in this session.
+        received: u64,
+        /// Entries the peer announced and has not sent yet.
+        remaining: u64,
+    },
+    /// A blob was fetched from a peer and verified (see `fetchBlob`).
+    BlobFetched {
+        /// The blob id (`stlb1…`).
+        blob_id: String,
+        /// Its size in bytes.
+        size: u64,
     },
     /// The listener fell behind and `count` events were dropped. Reload the
     /// views you keep up to date from events.
@@ -139,7 +166,7 @@ impl Drop for LiveGuard {
 }
 
 /// The app-facing form of a core event; `None` for kinds this release does
-/// not expose yet (peer and sync events arrive with sync support).
+/// not expose (the core may add some).
 pub(crate) fn from_core(event: starling_core::events::NodeEvent) -> Option<NodeEvent> {
     use starling_core::events::NodeEvent as E;
     match event {
@@ -153,6 +180,21 @@ pub(crate) fn from_core(event: starling_core::events::NodeEvent) -> Option<NodeE
             author: author.to_string(),
             seq,
             own,
+        }),
+        E::PeerConnected { peer } => Some(NodeEvent::PeerConnected { peer_id: peer }),
+        E::PeerDisconnected { peer } => Some(NodeEvent::PeerDisconnected { peer_id: peer }),
+        E::SyncProgress {
+            peer,
+            received,
+            remaining,
+        } => Some(NodeEvent::SyncProgress {
+            peer_id: peer,
+            received,
+            remaining,
+        }),
+        E::BlobFetched { blob, size } => Some(NodeEvent::BlobFetched {
+            blob_id: blob.to_string(),
+            size,
         }),
         _ => None,
     }

@@ -39,6 +39,8 @@ pub struct StarlingNode {
     data_dir: PathBuf,
     database_path: PathBuf,
     subscriptions: events::SubscriptionSet,
+    /// Networking, while it runs (see `startNetwork`).
+    pub(crate) network: crate::net::NetSlot,
 }
 
 impl std::fmt::Debug for StarlingNode {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for StarlingNode {
 impl Drop for StarlingNode {
     fn drop(&mut self) {
         self.subscriptions.cancel_all();
+        self.network.stop_in_background();
         LIVE_NODES.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -87,7 +90,7 @@ impl StarlingNode {
     }
 
     /// Runs `f` against the core node on the library's blocking pool.
-    async fn with_node<T, F>(&self, f: F) -> Result<T, StarlingError>
+    pub(crate) async fn with_node<T, F>(&self, f: F) -> Result<T, StarlingError>
     where
         T: Send + 'static,
         F: FnOnce(&Node) -> Result<T, StarlingError> + Send + 'static,
@@ -123,6 +126,7 @@ impl StarlingNode {
             database_path: node.database_path(),
             inner: RwLock::new(Some(Arc::new(node))),
             subscriptions: Default::default(),
+            network: Default::default(),
         }))
     }
 
@@ -142,8 +146,9 @@ impl StarlingNode {
         self.inner.read().map(|n| n.is_none()).unwrap_or(true)
     }
 
-    /// Closes the node: stops its event subscriptions and closes the store
-    /// once calls already running have finished. Every later call fails with
+    /// Closes the node: stops networking (in the background) and its event
+    /// subscriptions, and closes the store once calls already running have
+    /// finished. Every later call fails with
     /// `Closed`. Idempotent; cheap; does not block.
     pub fn shutdown(&self) {
         let node = match self.inner.write() {
@@ -151,6 +156,7 @@ impl StarlingNode {
             Err(_) => None,
         };
         self.subscriptions.cancel_all();
+        self.network.stop_in_background();
         if node.is_some() {
             tracing::info!(data_dir = %self.data_dir.display(), "node shut down");
         }
@@ -457,14 +463,17 @@ pub struct Diagnostics {
     pub live_nodes: u64,
     /// Event subscriptions whose delivery task is still running.
     pub live_subscriptions: u64,
+    /// Networks started and not yet completely stopped.
+    pub live_networks: u64,
 }
 
-/// Counts of live library objects (nodes, event subscriptions): after an
-/// app or test released everything, both are 0.
+/// Counts of live library objects (nodes, event subscriptions, networks):
+/// after an app or test released everything, all are 0.
 #[uniffi::export]
 pub fn diagnostics() -> Diagnostics {
     Diagnostics {
         live_nodes: LIVE_NODES.load(Ordering::Relaxed),
         live_subscriptions: events::LIVE_SUBSCRIPTIONS.load(Ordering::Relaxed),
+        live_networks: crate::net::LIVE_NETWORKS.load(Ordering::SeqCst),
     }
 }
