@@ -365,12 +365,45 @@ pub fn refresh_prekeys(node: &Node) -> Result<bool> {
     }
 }
 
-/// Housekeeping when a sync session starts: expiry sweep, then the outbox.
-/// Needs no key and never touches the feed.
+/// Housekeeping when a sync session starts: expiry sweep, the outbox, and
+/// envelopes for us that arrived while the at-rest key was unavailable.
+/// Never touches the feed.
 pub fn maintain_carrier(node: &Node) -> Result<()> {
     let now = now_ms();
     node.store().write(|tx| sweep(tx, now))?;
     flush_outbox(node)?;
+    reoffer_mine(node, now)
+}
+
+/// Offers carried envelopes addressed to us (one tag lookup each) to
+/// messaging again: those that arrived while the key was locked are read
+/// and acked now. Without the key this does nothing.
+fn reoffer_mine(node: &Node, now: u64) -> Result<()> {
+    let held = node.store().read(|c| inventory(c, now))?;
+    let mine: Vec<Vec<u8>> = match node.with_messaging(|m| {
+        let mut out = Vec::new();
+        for h in &held {
+            if let Some(bytes) = node.store().read(|c| get(c, h, now))?
+                && matches!(m.is_mine(&bytes), Ok(true))
+            {
+                out.push(bytes);
+            }
+        }
+        Ok::<_, crate::Error>(out)
+    }) {
+        Ok(r) => r?,
+        Err(_) => return Ok(()),
+    };
+    for bytes in mine {
+        if let Some(Some(secret)) = open_locally(node, &bytes) {
+            node.store().write(|tx| apply_ack(tx, &secret, now))?;
+            node.mailbox_bus()
+                .emit(MailboxEvent::Ack { secret, origin: 0 });
+        }
+    }
+    if !held.is_empty() {
+        flush_outbox(node)?;
+    }
     Ok(())
 }
 
