@@ -1,5 +1,6 @@
 //! Compact clocks: per-session short feed ids, the scope digest that makes a
-//! no-op sync cost a few hundred bytes, and the per-feed transfer plan
+//! no-op sync cost a few hundred bytes, bucket digests that narrow a nearly
+//! equal pair of scopes down to the few feeds that differ, and the per-feed transfer plan
 //! (what one side sends the other, newest first for feeds it lacks).
 //!
 //! Guarantees: [`plan_feed`] only proposes entries the receiver can verify
@@ -11,6 +12,7 @@ use crate::store::replication::FeedState;
 
 const SHORT_ID_CONTEXT: &str = "starling/sync/1 short feed id";
 const SUMMARY_CONTEXT: &str = "starling/sync/1 summary";
+const BUCKET_CONTEXT: &str = "starling/sync/1 bucket digest";
 
 /// The key of this session's short ids, from both Hello nonces (initiator
 /// first), so neither peer alone can choose colliding ids in advance.
@@ -42,6 +44,87 @@ pub(crate) fn digest(clock: &[(AuthorId, FeedState)]) -> [u8; 32] {
         h.update(&[u8::from(s.forked)]);
     }
     *h.finalize().as_bytes()
+}
+
+/// Scopes of at most this many feeds (the larger of the two counts) skip
+/// the bucket round and exchange full clocks: they are small anyway.
+pub(crate) const BUCKETS_ABOVE: u64 = 64;
+/// Fewest and most bucket bits (16 to 256 buckets).
+pub(crate) const MIN_BUCKET_BITS: u8 = 4;
+pub(crate) const MAX_BUCKET_BITS: u8 = 8;
+/// Bytes of a bucket digest.
+pub(crate) const BUCKET_DIGEST_LEN: usize = 8;
+
+/// How many bucket bits a session whose Summaries counted `mine` and
+/// `theirs` feeds uses (both sides compute the same), or `None` for a full
+/// clock exchange: the smallest `k` with `2^k * 4 >= max(mine, theirs)`,
+/// clamped to `4..=8`, so a bucket holds about four feeds.
+pub(crate) fn bucket_bits(mine: u64, theirs: u64) -> Option<u8> {
+    let n = mine.max(theirs);
+    if n <= BUCKETS_ABOVE {
+        return None;
+    }
+    let want = n.div_ceil(4);
+    let mut k = MIN_BUCKET_BITS;
+    while k < MAX_BUCKET_BITS && (1u64 << k) < want {
+        k += 1;
+    }
+    Some(k)
+}
+
+/// The bucket of a feed: the top `bits` bits of its short id's first byte.
+pub(crate) fn bucket_of(key: &[u8; 32], author: &AuthorId, bits: u8) -> usize {
+    usize::from(short_id(key, author)[0] >> (8 - bits))
+}
+
+/// The `2^bits` bucket digests of a clock: for each bucket, the first 8
+/// bytes of `BLAKE3-keyed(Kb, for each feed of the bucket sorted by author:
+/// author || u64 latest || u64 low || u8 forked)` with
+/// `Kb = BLAKE3-derive_key(BUCKET_CONTEXT, K)`. Equal digests mean both
+/// sides want the same feeds of that bucket and hold the same ranges.
+pub(crate) fn bucket_digests(
+    key: &[u8; 32],
+    clock: &[(AuthorId, FeedState)],
+    bits: u8,
+) -> Vec<[u8; BUCKET_DIGEST_LEN]> {
+    let kb = blake3::derive_key(BUCKET_CONTEXT, key);
+    let mut sorted: Vec<(usize, &(AuthorId, FeedState))> = clock
+        .iter()
+        .map(|f| (bucket_of(key, &f.0, bits), f))
+        .collect();
+    sorted.sort_by_key(|(b, (a, _))| (*b, *a));
+    let mut out = Vec::with_capacity(1 << bits);
+    let mut it = sorted.into_iter().peekable();
+    for b in 0..(1usize << bits) {
+        let mut h = blake3::Hasher::new_keyed(&kb);
+        while let Some((_, (author, s))) = it.next_if(|(fb, _)| *fb == b) {
+            h.update(author.as_bytes());
+            h.update(&s.latest.to_be_bytes());
+            h.update(&s.low.to_be_bytes());
+            h.update(&[u8::from(s.forked)]);
+        }
+        let mut d = [0u8; BUCKET_DIGEST_LEN];
+        d.copy_from_slice(&h.finalize().as_bytes()[..BUCKET_DIGEST_LEN]);
+        out.push(d);
+    }
+    out
+}
+
+/// Splits `clock` by the buckets whose digests differ between `mine` and
+/// `theirs`: (feeds of equal buckets — the peer holds exactly what we hold
+/// — , feeds of differing buckets, to announce in Clock messages).
+#[allow(clippy::type_complexity)]
+pub(crate) fn split_by_buckets(
+    key: &[u8; 32],
+    clock: &[(AuthorId, FeedState)],
+    bits: u8,
+    mine: &[[u8; BUCKET_DIGEST_LEN]],
+    theirs: &[[u8; BUCKET_DIGEST_LEN]],
+) -> (Vec<(AuthorId, FeedState)>, Vec<(AuthorId, FeedState)>) {
+    clock.iter().partition(|(a, _)| {
+        let b = bucket_of(key, a, bits);
+        mine.get(b) == theirs.get(b)
+    })
 }
 
 /// A run of consecutive seqs, sent in ascending or descending order.
@@ -189,6 +272,52 @@ mod tests {
         // We hold only what is above the peer's low: no backfill.
         let (_, p2) = plan_feed(st(100, 60), st(100, 60), 50);
         assert!(p2.is_none());
+    }
+
+    #[test]
+    fn bucket_digests_isolate_the_differing_feeds() {
+        assert_eq!(bucket_bits(64, 10), None);
+        assert_eq!(bucket_bits(65, 0), Some(5));
+        assert_eq!(bucket_bits(1001, 1001), Some(8));
+        assert_eq!(bucket_bits(100_000, 3), Some(8));
+        assert_eq!(bucket_bits(200, 100), Some(6));
+        let key = short_key(&[1; 16], &[2; 16]);
+        let shared: Vec<(AuthorId, FeedState)> = (0..1000u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[..4].copy_from_slice(&i.to_be_bytes());
+                (AuthorId::from_bytes(b), st(u64::from(i % 7) + 1, 1))
+            })
+            .collect();
+        // Each side also has its own feed; order does not matter.
+        let (own_a, own_b) = (
+            AuthorId::from_bytes([0xaa; 32]),
+            AuthorId::from_bytes([0xbb; 32]),
+        );
+        let mut a = shared.clone();
+        a.push((own_a, st(5, 1)));
+        let mut b = shared.clone();
+        b.reverse();
+        b.push((own_b, st(9, 1)));
+        let bits = bucket_bits(a.len() as u64, b.len() as u64).unwrap();
+        let (da, db) = (
+            bucket_digests(&key, &a, bits),
+            bucket_digests(&key, &b, bits),
+        );
+        assert_eq!(da.len(), 256);
+        let differing = da.iter().zip(&db).filter(|(x, y)| x != y).count();
+        assert!((1..=2).contains(&differing), "{differing}");
+        let (same, announce) = split_by_buckets(&key, &a, bits, &da, &db);
+        assert_eq!(same.len() + announce.len(), a.len());
+        assert!(announce.iter().any(|(x, _)| *x == own_a));
+        assert!(announce.len() < 30, "{}", announce.len());
+        // A changed range changes its bucket's digest.
+        let mut c = a.clone();
+        c[3].1.latest += 1;
+        let dc = bucket_digests(&key, &c, bits);
+        assert_eq!(da.iter().zip(&dc).filter(|(x, y)| x != y).count(), 1);
+        let changed = bucket_of(&key, &c[3].0, bits);
+        assert_ne!(dc[changed], da[changed]);
     }
 
     #[test]

@@ -24,11 +24,17 @@ use crate::sync::watch::{self as ext_watch, WatchHandle};
 
 /// Per-session limits against floods. Exceeding one ends the session with
 /// [`SyncError::Flood`].
+///
+/// The entry limits apply to what this node did not request: live pushes,
+/// fork evidence, and anything beyond the peer's Plans. Entries a Plan
+/// announced, up to what the peer's clocks say it holds of the feeds this
+/// node asked for, are requested catch-up and exempt (the byte limits and
+/// `max_soft_faults` still apply to them).
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Sustained entries per second a peer may send.
+    /// Sustained unrequested entries per second a peer may send.
     pub entries_per_sec: u64,
-    /// Entries a peer may send in a burst (e.g. a first catch-up).
+    /// Unrequested entries a peer may send in a burst.
     pub entries_burst: u64,
     /// Sustained bytes per second a peer may send.
     pub bytes_per_sec: u64,
@@ -62,7 +68,9 @@ impl Default for Limits {
 pub struct SyncConfig {
     /// Feeds within this many follow hops of the user are replicated (2).
     pub hops: u32,
-    /// Entries per Entries message at most (64).
+    /// Entries per Entries message at most (1024; a frame also bounds it by
+    /// bytes). Large batches make catch-up cheap: one transaction, one
+    /// fsync and one batch verification each.
     pub batch_size: usize,
     /// Largest frame this node accepts, in bytes (256 KiB; at least 32 KiB).
     pub max_frame: usize,
@@ -79,7 +87,7 @@ impl Default for SyncConfig {
     fn default() -> SyncConfig {
         SyncConfig {
             hops: 2,
-            batch_size: 64,
+            batch_size: 1024,
             max_frame: DEFAULT_MAX_FRAME,
             newest_first: 50,
             handshake_timeout: Duration::from_secs(10),

@@ -9,6 +9,7 @@ use crate::encoding::{DecodeError, Reader};
 use crate::feed::MAX_PAYLOAD_LEN;
 use crate::identity::id::AuthorId;
 use crate::store::ingest::IncomingEntry;
+use crate::sync::clock::{BUCKET_DIGEST_LEN, MAX_BUCKET_BITS, MIN_BUCKET_BITS};
 
 /// Protocol name, as negotiated by the transport.
 pub const PROTOCOL_NAME: &str = "/starling/sync/1";
@@ -26,12 +27,19 @@ pub(crate) const T_DONE: u8 = 0x06;
 pub(crate) const T_INVENTORY: u8 = 0x07;
 pub(crate) const T_ENVELOPES: u8 = 0x08;
 pub(crate) const T_ACKS: u8 = 0x09;
+pub(crate) const T_BUCKETS: u8 = 0x10;
 
 /// Capability bit in the Hello's `max_frame` (its lowest bit): "I carry
 /// envelopes" (the mailbox frames 0x07–0x09, docs/PROTOCOL.md §5.1). A peer
 /// that does not set it never receives them; its max frame is the announced
 /// value with the bit cleared.
 pub(crate) const CAP_MAILBOX: u32 = 1;
+/// Capability bit in the Hello's `max_frame` (its second-lowest bit): "I
+/// send Buckets after a differing Summary" (docs/PROTOCOL.md §6.2). Buckets
+/// are only exchanged when both sides set it.
+pub(crate) const CAP_BUCKETS: u32 = 2;
+/// Every capability bit of the Hello's `max_frame`.
+pub(crate) const CAP_MASK: u32 = CAP_MAILBOX | CAP_BUCKETS;
 /// Largest envelope in an Envelopes message.
 pub(crate) const MAX_ENVELOPE_ITEM: usize = crate::messaging::envelope::MAX_ENVELOPE_LEN;
 /// Smallest encoded envelope item: length varint and the smallest envelope.
@@ -88,6 +96,12 @@ pub(crate) enum Message {
     Envelopes(Vec<Vec<u8>>),
     /// Ack secrets: carriers drop envelopes whose drop hash is BLAKE3 of one.
     Acks(Vec<[u8; 32]>),
+    /// Per-bucket digests of the sender's clock (`2^bits` of them), sent
+    /// once after Summaries that differ.
+    Buckets {
+        bits: u8,
+        digests: Vec<[u8; BUCKET_DIGEST_LEN]>,
+    },
 }
 
 /// The bytes a Hello signature covers: context, the Hello fields, then the
@@ -236,6 +250,14 @@ impl Message {
                     out.extend_from_slice(it);
                 }
             }
+            Message::Buckets { bits, digests } => {
+                out.reserve(2 + digests.len() * BUCKET_DIGEST_LEN);
+                out.push(T_BUCKETS);
+                out.push(*bits);
+                for d in digests {
+                    out.extend_from_slice(d);
+                }
+            }
             Message::Acks(secrets) => {
                 out.reserve(11 + secrets.len() * 32);
                 out.push(T_ACKS);
@@ -376,6 +398,17 @@ impl Message {
                 }
                 Message::Acks(secrets)
             }
+            T_BUCKETS => {
+                let bits = r.u8("buckets bits")?;
+                if !(MIN_BUCKET_BITS..=MAX_BUCKET_BITS).contains(&bits) {
+                    return Err(invalid("buckets bits", "not within 4..=8"));
+                }
+                let mut digests = Vec::with_capacity(1 << bits);
+                for _ in 0..(1usize << bits) {
+                    digests.push(r.array("bucket digest")?);
+                }
+                Message::Buckets { bits, digests }
+            }
             other => {
                 return Err(DecodeError::InvalidField {
                     field: "message type",
@@ -454,6 +487,10 @@ mod tests {
             },
             Message::Envelopes(vec![vec![2; 73 + 256]]),
             Message::Acks(vec![[3; 32], [4; 32]]),
+            Message::Buckets {
+                bits: 4,
+                digests: (0..16u8).map(|i| [i; 8]).collect(),
+            },
         ];
         for m in msgs {
             let b = m.encode();
@@ -469,6 +506,12 @@ mod tests {
         let mut huge = vec![T_ENTRIES];
         put_varint(&mut huge, u64::MAX);
         assert!(Message::decode(&huge).is_err());
+        // Buckets: bits out of range, or fewer digests than 2^bits.
+        assert!(Message::decode(&[T_BUCKETS, 3]).is_err());
+        assert!(Message::decode(&[T_BUCKETS, 9]).is_err());
+        let mut short = vec![T_BUCKETS, 4];
+        short.extend_from_slice(&[0; 15 * 8]);
+        assert!(Message::decode(&short).is_err());
         // Clock low above latest.
         let mut bad = vec![T_CLOCK, 1];
         bad.extend_from_slice(&[0; 8]);

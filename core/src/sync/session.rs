@@ -27,12 +27,16 @@ use crate::node::Node;
 use crate::store::ingest::IncomingEntry;
 use crate::store::replication::{self, FeedState};
 use crate::sync::carrier::CarrierState;
-use crate::sync::clock::{digest, note_held, plan_feed, short_id, short_key};
+use crate::sync::clock::{
+    bucket_bits, bucket_digests, digest, note_held, plan_feed, short_id, short_key,
+    split_by_buckets,
+};
 use crate::sync::engine::SyncConfig;
 use crate::sync::error::SyncError;
 use crate::sync::frame::{HEADER_LEN, MIN_MAX_FRAME, read_frame, write_frame};
 use crate::sync::messages::{
-    CAP_MAILBOX, ClockItem, Hello, Message, VERSION, entry_item_len, hello_signed_bytes,
+    CAP_BUCKETS, CAP_MAILBOX, CAP_MASK, ClockItem, Hello, Message, VERSION, entry_item_len,
+    hello_signed_bytes,
 };
 use crate::sync::scope;
 
@@ -141,16 +145,14 @@ where
     let carrier = Arc::new(Mutex::new(CarrierState::new(setup.mailbox, setup.key)));
     let shared = Arc::new(Mutex::new(Shared {
         my_wants: setup.clock.iter().map(|(a, _)| *a).collect(),
-        remote: if setup.in_sync {
-            // Identical scope and ranges: the peer holds what we hold.
-            setup.clock.iter().copied().collect()
-        } else {
-            HashMap::new()
-        },
+        // Identical scope and ranges (all of it, or of equal buckets): the
+        // peer holds what we hold.
+        remote: setup.same.iter().copied().collect(),
         remote_unknown: HashMap::new(),
     }));
     ctx.stats().wants = setup.clock.len() as u64;
-    ctx.stats().caught_up = setup.in_sync;
+    // Nothing to announce: the peer has nothing to send us.
+    ctx.stats().caught_up = setup.announce.is_empty();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut writer = Writer {
         ctx: ctx.clone(),
@@ -164,8 +166,8 @@ where
         carrier: carrier.clone(),
         mailbox: Some(mailbox),
     };
-    if !setup.in_sync {
-        writer.send_clock(&setup.clock).await?;
+    if !setup.announce.is_empty() {
+        writer.send_clock(&setup.announce).await?;
     }
     writer.carrier_opening().await?;
     let reader = Reader {
@@ -183,6 +185,11 @@ where
         ),
         clock_messages: 0,
         clock_items: 0,
+        key: setup.key,
+        wanted_shorts: HashMap::new(),
+        wanted_len: 0,
+        credit: 0,
+        allowance: 0,
         soft_faults: 0,
         skipped: HashSet::new(),
         resync_rounds: 0,
@@ -202,8 +209,13 @@ struct Setup {
     send_max: usize,
     /// Both sides carry envelopes.
     mailbox: bool,
-    in_sync: bool,
+    /// Our whole scope clock.
     clock: Vec<(AuthorId, FeedState)>,
+    /// Feeds the peer wants and holds exactly as we do (equal Summary or
+    /// equal bucket digests).
+    same: Vec<(AuthorId, FeedState)>,
+    /// The rest of the clock, announced in Clock messages.
+    announce: Vec<(AuthorId, FeedState)>,
 }
 
 async fn send_msg<W: AsyncWrite + Unpin>(
@@ -244,8 +256,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         author: me,
         nonce,
         // The lowest bit announces the mailbox capability.
-        max_frame: (u32::try_from(ctx.config.max_frame).unwrap_or(u32::MAX) & !CAP_MAILBOX)
-            | CAP_MAILBOX,
+        max_frame: (u32::try_from(ctx.config.max_frame).unwrap_or(u32::MAX) & !CAP_MASK)
+            | CAP_MAILBOX
+            | CAP_BUCKETS,
         signature: [0; 64],
     };
     hello.signature = node.sign_with_identity(&hello_signed_bytes(
@@ -273,8 +286,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &ed25519_dalek::Signature::from_bytes(&theirs.signature),
     )
     .map_err(|_| SyncError::BadHello("signature does not verify for this connection".into()))?;
-    let their_max = (theirs.max_frame & !CAP_MAILBOX) as usize;
+    let their_max = (theirs.max_frame & !CAP_MASK) as usize;
     let mailbox = theirs.max_frame & CAP_MAILBOX != 0;
+    let buckets = theirs.max_frame & CAP_BUCKETS != 0;
     if their_max < MIN_MAX_FRAME {
         return Err(SyncError::ProtocolViolation(format!(
             "max frame {their_max} is below {MIN_MAX_FRAME}"
@@ -299,16 +313,39 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         },
     )
     .await?;
-    let in_sync = match recv_handshake(ctx, rd).await? {
-        Message::Summary { count, digest } => count == clock.len() as u64 && digest == mine,
+    let (their_count, their_digest) = match recv_handshake(ctx, rd).await? {
+        Message::Summary { count, digest } => (count, digest),
         _ => return Err(SyncError::ProtocolViolation("expected Summary".into())),
+    };
+    let (same, announce) = if their_count == clock.len() as u64 && their_digest == mine {
+        (clock.clone(), Vec::new())
+    } else if let Some(bits) = bucket_bits(clock.len() as u64, their_count).filter(|_| buckets) {
+        // Narrow the difference down to buckets of about four feeds.
+        let digests = bucket_digests(&key, &clock, bits);
+        send_msg(
+            ctx,
+            wr,
+            &Message::Buckets {
+                bits,
+                digests: digests.clone(),
+            },
+        )
+        .await?;
+        let theirs = match recv_handshake(ctx, rd).await? {
+            Message::Buckets { bits: b, digests } if b == bits => digests,
+            _ => return Err(SyncError::ProtocolViolation("expected Buckets".into())),
+        };
+        split_by_buckets(&key, &clock, bits, &digests, &theirs)
+    } else {
+        (Vec::new(), clock.clone())
     };
     Ok(Setup {
         key,
         mailbox,
-        send_max: their_max.min(ctx.config.max_frame & !(CAP_MAILBOX as usize)),
-        in_sync,
+        send_max: their_max.min(ctx.config.max_frame & !(CAP_MASK as usize)),
         clock,
+        same,
+        announce,
     })
 }
 
@@ -355,6 +392,17 @@ struct Reader<R> {
     bytes: Bucket,
     clock_messages: u32,
     clock_items: u64,
+    key: [u8; 32],
+    /// Short ids of the feeds this node asked for, for `credit`.
+    wanted_shorts: HashMap<[u8; 8], AuthorId>,
+    /// `my_wants.len()` when `wanted_shorts` was built.
+    wanted_len: usize,
+    /// Entries the peer's clocks say it holds of feeds this node asked
+    /// for, not yet granted to a Plan.
+    credit: u64,
+    /// Entries the peer announced in Plans (at most `credit`) and has not
+    /// sent yet: requested catch-up, exempt from the entry rate limit.
+    allowance: u64,
     soft_faults: u64,
     skipped: HashSet<AuthorId>,
     resync_rounds: u32,
@@ -381,7 +429,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 return Err(SyncError::Flood("byte rate limit".into()));
             }
             match Message::decode(&body).map_err(|e| SyncError::Malformed(e.to_string()))? {
-                Message::Hello(_) | Message::Summary { .. } => {
+                Message::Hello(_) | Message::Summary { .. } | Message::Buckets { .. } => {
                     return Err(SyncError::ProtocolViolation(
                         "handshake message after the handshake".into(),
                     ));
@@ -395,9 +443,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     {
                         return Err(SyncError::Flood("too many clock announcements".into()));
                     }
+                    self.add_credit(&items);
                     self.send_ctrl(Ctrl::Clock(items))?;
                 }
                 Message::Plan { entries, feeds } => {
+                    let grant = entries.min(self.credit);
+                    self.credit -= grant;
+                    self.allowance = self.allowance.saturating_add(grant);
                     let mut s = self.ctx.stats();
                     s.planned = s.planned.max(s.items_received).saturating_add(entries);
                     s.planned_feeds = s.planned_feeds.saturating_add(feeds);
@@ -466,6 +518,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     fn on_done(&mut self) -> Result<(), SyncError> {
+        // Everything planned so far was sent: later entries are unrequested
+        // unless a new Plan announces them.
+        self.allowance = 0;
         let received = {
             let mut s = self.ctx.stats();
             s.caught_up = true;
@@ -492,8 +547,35 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         });
     }
 
+    /// The peer announced what it holds: what it holds of feeds this node
+    /// asked for may come as requested catch-up (granted to its Plans).
+    fn add_credit(&mut self, items: &[ClockItem]) {
+        {
+            let sh = lock(&self.shared);
+            if sh.my_wants.len() != self.wanted_len {
+                self.wanted_len = sh.my_wants.len();
+                self.wanted_shorts = sh
+                    .my_wants
+                    .iter()
+                    .map(|a| (short_id(&self.key, a), *a))
+                    .collect();
+            }
+        }
+        for it in items {
+            if it.latest > 0 && self.wanted_shorts.contains_key(&it.short) {
+                self.credit = self.credit.saturating_add(it.latest - it.low + 1);
+            }
+        }
+    }
+
     async fn on_entries(&mut self, batch: Vec<IncomingEntry>) -> Result<(), SyncError> {
-        if !self.entries.take(batch.len() as u64) {
+        // Requested catch-up (announced by a Plan, backed by the peer's
+        // clock) is not a flood; everything else (live pushes, evidence,
+        // anything beyond the Plan) is rate limited.
+        let n = batch.len() as u64;
+        let exempt = n.min(self.allowance);
+        self.allowance -= exempt;
+        if !self.entries.take(n - exempt) {
             return Err(SyncError::Flood("entry rate limit".into()));
         }
         let mut positions = Vec::with_capacity(batch.len());
@@ -524,7 +606,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Some(0x03..=0x06)
             )
         });
-        let n = batch.len() as u64;
         let node = self.ctx.node.clone();
         // SQLite work (with an fsync) off the async threads.
         let out = tokio::task::spawn_blocking(move || node.ingest_from_peer(&batch))

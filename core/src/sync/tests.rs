@@ -439,13 +439,23 @@ async fn a_flooding_peer_is_cut_off() {
     let s = peer("big");
     let mut fa = Author::new(21);
     s.node.ingest(feed(&mut fa, 40)).unwrap();
+    // The peer announces the feed in its clock (it hosts it).
+    s.engine.host_feed(fa.id()).unwrap();
     n.node.follow(fa.id()).unwrap();
     let (on_n, on_s) = connect(&n, &s);
+    // A requested catch-up (planned, backed by the peer's clock) is not a
+    // flood, however tight the limit.
+    eventually("catch-up despite the limit", || {
+        held(&n.node, &fa.id()).latest == 40
+    })
+    .await;
+    // 40 unrequested (live) entries at once are.
+    s.node.ingest(feed(&mut fa, 40)).unwrap();
     let err = on_n.await.unwrap().unwrap_err();
     assert!(matches!(err, SyncError::Flood(_)), "{err:?}");
     let _ = on_s.await;
     // Batches are atomic: whole batches or nothing.
-    assert_eq!(held(&n.node, &fa.id()).latest, 0);
+    assert_eq!(held(&n.node, &fa.id()).latest, 40);
 }
 
 /// Counts the bytes crossing a stream in both directions.
@@ -580,6 +590,59 @@ async fn a_no_op_sync_of_1000_current_feeds_costs_under_16_kb() {
     .await;
     eprintln!("clock sync of 1002 feeds, one new entry: {out} bytes out, {inn} bytes in");
     assert!(out <= 16 * 1024 && inn <= 16 * 1024, "{out} / {inn} bytes");
+}
+
+#[tokio::test]
+async fn a_no_op_sync_of_1000_current_feeds_with_differing_scopes_costs_under_16_kb() {
+    // As in reality: both hold the same 1,000 current feeds, and each also
+    // has its own feed, which the other does not replicate. The Summaries
+    // differ; the bucket digests narrow the difference to two buckets.
+    let (a, b) = (peer("a"), peer("b"));
+    let mut authors: Vec<Author> = (0..1000u32)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            seed[31] = 0x5b;
+            Author {
+                key: ed25519_dalek::SigningKey::from_bytes(&seed),
+                last: None,
+                ts: crate::store::now_ms() - 3_600_000,
+            }
+        })
+        .collect();
+    let batch: Vec<IncomingEntry> = authors.iter_mut().flat_map(|au| feed(au, 3)).collect();
+    for p in [&a, &b] {
+        p.node.ingest(batch.clone()).unwrap();
+        p.node
+            .store()
+            .write(|tx| {
+                for au in &authors {
+                    replication::host_feed(tx, &au.id(), 0)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        p.node.post("my own feed", None).unwrap();
+    }
+    let (sa, sb) = (a.engine.scope().unwrap(), b.engine.scope().unwrap());
+    assert_eq!((sa.len(), sb.len()), (1001, 1001));
+    assert_ne!(sa, sb);
+    let (out, inn) = measured_session(&a, &b, || true).await;
+    eprintln!("no-op sync of 1001 feeds, differing scopes: {out} bytes out, {inn} bytes in");
+    assert!(out + inn <= 16 * 1024, "{out} + {inn} bytes");
+    // Nothing was sent: neither asked for the other's own feed.
+    assert_eq!(held(&a.node, &me(&b)).latest, 0);
+    for au in &authors {
+        assert_eq!(held(&b.node, &au.id()), held(&a.node, &au.id()));
+    }
+
+    // One feed changes on one side: still only its bucket is announced,
+    // and the entry arrives.
+    let extra = feed(&mut authors[7], 1);
+    a.node.ingest(extra.clone()).unwrap();
+    let (out, inn) = measured_session(&a, &b, || held(&b.node, &authors[7].id()).latest == 4).await;
+    eprintln!("1001 feeds, differing scopes, one new entry: {out} bytes out, {inn} bytes in");
+    assert!(out + inn <= 16 * 1024, "{out} + {inn} bytes");
 }
 
 #[tokio::test]
