@@ -30,7 +30,7 @@ class EventsTest {
         opened.clear()
         runBlocking {
             eventually(what = "subscriptions and nodes released") {
-                diagnostics() == Diagnostics(liveNodes = 0uL, liveSubscriptions = 0uL)
+                diagnostics() == Diagnostics(liveNodes = 0uL, liveSubscriptions = 0uL, liveNetworks = 0uL)
             }
         }
     }

@@ -27,7 +27,7 @@ suspend fun openNode(
 suspend fun eventually(
     timeoutMs: Long = 5_000,
     what: String,
-    check: () -> Boolean,
+    check: suspend () -> Boolean,
 ) {
     try {
         withTimeout(timeoutMs) {
