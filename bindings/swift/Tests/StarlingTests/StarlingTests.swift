@@ -44,7 +44,9 @@ final class StarlingTests: XCTestCase {
     override func tearDown() async throws {
         nodes.forEach { $0.shutdown() }
         nodes.removeAll()
-        try await eventually("all nodes released") { diagnostics().liveNodes == 0 }
+        try await eventually("all nodes and networks released", timeout: 15) {
+            diagnostics().liveNodes == 0 && diagnostics().liveNetworks == 0
+        }
         try? FileManager.default.removeItem(at: tmp)
     }
 
