@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 
 use starling_ffi::{
-    AtRestKeyProvider, NodeConfig, StarlingError, StarlingNode, generate_at_rest_key,
+    AtRestKeyProvider, NetworkConfig, NodeConfig, StarlingError, StarlingNode, generate_at_rest_key,
 };
 
 /// A minimal non-tokio executor: parks the thread until woken.
@@ -86,6 +86,44 @@ fn core_errors_become_typed_errors() {
     node.shutdown();
     assert!(matches!(
         block_on(node.post("late".into(), None)),
+        Err(StarlingError::Closed { .. })
+    ));
+}
+
+/// Networking needs tokio's reactor (sockets, timers): started, dialled,
+/// queried and stopped from a non-tokio executor, it must run on the
+/// library runtime and never fail with "there is no reactor running".
+#[test]
+fn networking_runs_outside_tokio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loopback = || NetworkConfig {
+        listen_addresses: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        mdns: false,
+        bootstrap: vec![],
+        redial_known_peers: false,
+    };
+    let a = open(&dir.path().join("a"));
+    let b = open(&dir.path().join("b"));
+    block_on(a.create_identity(None)).expect("identity a");
+    block_on(b.create_identity(None)).expect("identity b");
+    block_on(a.start_network(loopback())).expect("start a");
+    block_on(b.start_network(loopback())).expect("start b");
+    let addr = b.listen_addresses().expect("addrs").remove(0);
+    let peer = block_on(a.dial(addr)).expect("dial");
+    assert_eq!(peer, b.peer_id().expect("peer id"));
+    assert!(a.peers().expect("peers").iter().any(|p| p.peer_id == peer));
+    let blob = block_on(b.add_blob(b"outside tokio".to_vec(), "text/plain".into())).expect("add");
+    let bytes = block_on(a.fetch_blob(blob.id)).expect("fetch");
+    assert_eq!(bytes, b"outside tokio");
+    block_on(a.stop_network()).expect("stop a");
+    block_on(b.stop_network()).expect("stop b");
+    assert!(matches!(
+        a.peers(),
+        Err(StarlingError::NetworkNotRunning { .. })
+    ));
+    a.shutdown();
+    assert!(matches!(
+        block_on(a.dial("/ip4/127.0.0.1/tcp/1".into())),
         Err(StarlingError::Closed { .. })
     ));
 }
