@@ -5,7 +5,8 @@
  * driven through rust_future_poll / complete / free.
  *
  * Flow: open a node in a temp dir -> create an identity -> publish a post ->
- * read it back from the timeline; plus one typed error (a malformed id).
+ * read it back from the timeline; plus one typed error (a malformed id);
+ * start networking on 127.0.0.1, read the listen address, stop it.
  *
  * Build (see bindings/scripts/test-bindings):
  *   cc -std=c11 -D_Nullable= -D_Nonnull= -I<dir of StarlingFFI.h> \
@@ -172,6 +173,12 @@ static uint64_t await_u64(uint64_t fut, RustCallStatus *st) {
     return v;
 }
 
+static void await_void(uint64_t fut, RustCallStatus *st) {
+    drive(fut, ffi_starling_ffi_rust_future_poll_void);
+    ffi_starling_ffi_rust_future_complete_void(fut, st);
+    ffi_starling_ffi_rust_future_free_void(fut);
+}
+
 static RustBuffer await_buffer(uint64_t fut, RustCallStatus *st) {
     drive(fut, ffi_starling_ffi_rust_future_poll_rust_buffer);
     RustBuffer v = ffi_starling_ffi_rust_future_complete_rust_buffer(fut, st);
@@ -335,6 +342,43 @@ int main(int argc, char **argv) {
         free(detail);
     } else {
         free_rust(none);
+    }
+    st.code = 0;
+
+    /* Networking on 127.0.0.1: startNetwork(NetworkConfig { listenAddresses,
+     * mdns = false, bootstrap = [], redialKnownPeers = false }), then
+     * listenAddresses() (sync), stopNetwork(), and peerId() after the stop
+     * -> StarlingError.NetworkNotRunning (variant 12). */
+    Bytes net = {0};
+    put_i32(&net, 1);
+    put_string(&net, "/ip4/127.0.0.1/tcp/0");
+    put_u8(&net, 0);
+    put_i32(&net, 0);
+    put_u8(&net, 0);
+    await_void(uniffi_starling_ffi_fn_method_starlingnode_start_network(clone_node(node), rust_bytes(&net)),
+               &st);
+    expect_ok(&st, "start_network");
+    RustBuffer addrs = uniffi_starling_ffi_fn_method_starlingnode_listen_addresses(clone_node(node), &st);
+    expect_ok(&st, "listen_addresses");
+    Reader ar = {addrs.data, addrs.data + addrs.len};
+    int32_t n_addrs = (int32_t)get_be(&ar, 4);
+    char *addr = n_addrs > 0 ? get_string(&ar) : NULL;
+    free_rust(addrs);
+    CHECK(n_addrs == 1 && addr && strncmp(addr, "/ip4/127.0.0.1/tcp/", 19) == 0 && strstr(addr, "/p2p/12D3Koo"),
+          "listening on one loopback address: %s", addr ? addr : "(none)");
+    printf("listening on %s\n", addr ? addr : "(none)");
+    free(addr);
+    await_void(uniffi_starling_ffi_fn_method_starlingnode_stop_network(clone_node(node)), &st);
+    expect_ok(&st, "stop_network");
+    RustBuffer no_peer = uniffi_starling_ffi_fn_method_starlingnode_peer_id(clone_node(node), &st);
+    CHECK(st.code == 1, "peerId after stopNetwork is an error (status %d)", st.code);
+    if (st.code == 1) {
+        char *detail = NULL;
+        int32_t variant = error_variant(&st, &detail);
+        CHECK(variant == 12, "error is NetworkNotRunning (variant 12), got %d: %s", variant, detail);
+        free(detail);
+    } else {
+        free_rust(no_peer);
     }
     st.code = 0;
 

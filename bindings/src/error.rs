@@ -72,6 +72,16 @@ pub enum StarlingError {
         /// Explanation.
         detail: String,
     },
+    /// A bug or an unexpected failure inside the library (including an
+    /// exception thrown by an app callback that it did not declare). Please
+    /// report it with the detail.
+    #[error("internal error: {detail}")]
+    Internal {
+        /// The failure.
+        detail: String,
+    },
+    // Cases added after the first release go below, in order, so the
+    // existing cases keep their wire index.
     /// A network operation failed: an address could not be listened on or
     /// dialled, a peer could not be reached or did not answer in time.
     /// Usually worth retrying later (another network, the peer online).
@@ -115,14 +125,6 @@ pub enum StarlingError {
     #[error("forbidden: {detail}")]
     Forbidden {
         /// Why it was refused.
-        detail: String,
-    },
-    /// A bug or an unexpected failure inside the library (including an
-    /// exception thrown by an app callback that it did not declare). Please
-    /// report it with the detail.
-    #[error("internal error: {detail}")]
-    Internal {
-        /// The failure.
         detail: String,
     },
 }

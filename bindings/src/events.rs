@@ -30,6 +30,13 @@ pub enum NodeEvent {
         /// True if this node published it.
         own: bool,
     },
+    /// The listener fell behind and `count` events were dropped. Reload the
+    /// views you keep up to date from events.
+    EventsMissed {
+        /// How many events were lost.
+        count: u64,
+    },
+    // Kinds added after the first release go below, in order.
     /// A peer connection was established (networking running).
     PeerConnected {
         /// The peer's network id (`12D3Koo…`).
@@ -56,12 +63,6 @@ pub enum NodeEvent {
         blob_id: String,
         /// Its size in bytes.
         size: u64,
-    },
-    /// The listener fell behind and `count` events were dropped. Reload the
-    /// views you keep up to date from events.
-    EventsMissed {
-        /// How many events were lost.
-        count: u64,
     },
 }
 
