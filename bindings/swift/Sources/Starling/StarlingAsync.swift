@@ -24,6 +24,8 @@ public extension StarlingNode {
     ///     switch event {
     ///     case .entryAdded: await refreshTimeline()
     ///     case .eventsMissed: await reloadEverything()
+    ///     case .peerConnected, .peerDisconnected: await refreshPeers()
+    ///     case let .syncProgress(_, received, remaining): showProgress(received, remaining)
     ///     @unknown default: break // kinds added by later releases
     ///     }
     /// }

@@ -22,6 +22,8 @@ import kotlinx.coroutines.flow.callbackFlow
  *         when (event) {
  *             is NodeEvent.EntryAdded -> refreshTimeline()
  *             is NodeEvent.EventsMissed -> reloadEverything()
+ *             is NodeEvent.PeerConnected, is NodeEvent.PeerDisconnected -> refreshPeers()
+ *             is NodeEvent.SyncProgress -> showProgress(event.received, event.remaining)
  *             else -> {} // kinds added by later releases
  *         }
  *     }
