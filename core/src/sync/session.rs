@@ -48,6 +48,8 @@ const FRAME_SLACK: usize = 16;
 const MAX_CLOCK_ITEM: usize = 28;
 /// How often one session re-requests feeds whose entries it had to skip.
 const MAX_RESYNC_ROUNDS: u32 = 3;
+/// Entries messages queued for storing while the next one is read.
+const INGEST_QUEUE: usize = 1;
 /// Fork evidence pairs sent per feed and batch.
 const MAX_EVIDENCE_PER_BATCH: usize = 16;
 
@@ -154,6 +156,15 @@ where
     // Nothing to announce: the peer has nothing to send us.
     ctx.stats().caught_up = setup.announce.is_empty();
     let (tx, rx) = mpsc::unbounded_channel();
+    // One batch queued while one is stored and the next is read.
+    let (work_tx, work_rx) = mpsc::channel(INGEST_QUEUE);
+    let ingester = Ingester {
+        ctx: ctx.clone(),
+        ctrl: tx.clone(),
+        soft_faults: 0,
+        skipped: HashSet::new(),
+        resync_rounds: 0,
+    };
     let mut writer = Writer {
         ctx: ctx.clone(),
         wr,
@@ -190,12 +201,10 @@ where
         wanted_len: 0,
         credit: 0,
         allowance: 0,
-        soft_faults: 0,
-        skipped: HashSet::new(),
-        resync_rounds: 0,
+        work: work_tx,
         carrier,
     }
-    .run();
+    .run(ingester, work_rx);
     let writer = writer.run(rx, events);
     tokio::pin!(reader, writer);
     tokio::select! {
@@ -403,19 +412,47 @@ struct Reader<R> {
     /// Entries the peer announced in Plans (at most `credit`) and has not
     /// sent yet: requested catch-up, exempt from the entry rate limit.
     allowance: u64,
-    soft_faults: u64,
-    skipped: HashSet<AuthorId>,
-    resync_rounds: u32,
+    /// Batches (and Done) for the [`Ingester`], which stores one while the
+    /// next is read and decoded.
+    work: mpsc::Sender<Work>,
     carrier: Arc<Mutex<CarrierState>>,
 }
 
+/// Reader → ingester, in stream order.
+enum Work {
+    Entries {
+        batch: Vec<IncomingEntry>,
+        graph_change: bool,
+    },
+    Done,
+}
+
+/// Stores the peer's batches in order, one at a time, while the reader
+/// reads and checks the next (so verification and the commit of one batch
+/// overlap the transfer of the next).
+struct Ingester {
+    ctx: Arc<Ctx>,
+    ctrl: mpsc::UnboundedSender<Ctrl>,
+    soft_faults: u64,
+    skipped: HashSet<AuthorId>,
+    resync_rounds: u32,
+}
+
 impl<R: AsyncRead + Unpin> Reader<R> {
-    async fn run(mut self) {
-        let end = match self.run_inner().await {
-            Ok(()) => Ctrl::Eof,
+    async fn run(mut self, ingester: Ingester, work: mpsc::Receiver<Work>) {
+        let ctrl = self.ctrl.clone();
+        let reading = async move {
+            let r = self.run_inner().await;
+            // Closes the work queue: the ingester drains it and ends.
+            drop(self);
+            r
+        };
+        // The first error (reading or storing) ends the session at once.
+        let end = match futures::future::try_join(reading, ingester.run(work)).await {
+            Ok(_) => Ctrl::Eof,
             Err(e) => Ctrl::Fail(e),
         };
-        let _ = self.ctrl.send(end);
+        let _ = ctrl.send(end);
     }
 
     async fn run_inner(&mut self) -> Result<(), SyncError> {
@@ -455,7 +492,12 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     s.planned_feeds = s.planned_feeds.saturating_add(feeds);
                     s.caught_up = false;
                 }
-                Message::Done => self.on_done()?,
+                Message::Done => {
+                    // Everything planned so far was sent: later entries are
+                    // unrequested unless a new Plan announces them.
+                    self.allowance = 0;
+                    self.queue(Work::Done).await?;
+                }
                 Message::Entries(batch) => self.on_entries(batch).await?,
                 Message::Inventory { shorts, last } => {
                     if lock(&self.carrier).on_inventory(shorts, last)? {
@@ -517,36 +559,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         self.ctrl.send(c).map_err(|_| SyncError::Closed)
     }
 
-    fn on_done(&mut self) -> Result<(), SyncError> {
-        // Everything planned so far was sent: later entries are unrequested
-        // unless a new Plan announces them.
-        self.allowance = 0;
-        let received = {
-            let mut s = self.ctx.stats();
-            s.caught_up = true;
-            s.planned = s.items_received;
-            s.planned_feeds = 0;
-            s.entries_received
-        };
-        self.progress(received, 0);
-        if !self.skipped.is_empty() && self.resync_rounds < MAX_RESYNC_ROUNDS {
-            // Entries we skipped (they did not fit what we held then): ask
-            // again from our current state.
-            self.resync_rounds += 1;
-            let feeds = self.skipped.drain().collect();
-            self.send_ctrl(Ctrl::Resync(feeds))?;
-        }
-        Ok(())
-    }
-
-    fn progress(&self, received: u64, remaining: u64) {
-        self.ctx.node.emit(NodeEvent::SyncProgress {
-            peer: self.ctx.remote_peer.clone(),
-            received,
-            remaining,
-        });
-    }
-
     /// The peer announced what it holds: what it holds of feeds this node
     /// asked for may come as requested catch-up (granted to its Plans).
     fn add_credit(&mut self, items: &[ClockItem]) {
@@ -606,6 +618,70 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Some(0x03..=0x06)
             )
         });
+        self.queue(Work::Entries {
+            batch,
+            graph_change,
+        })
+        .await
+    }
+
+    async fn queue(&self, w: Work) -> Result<(), SyncError> {
+        // The ingester only goes away when it failed (and reports that).
+        self.work.send(w).await.map_err(|_| SyncError::Closed)
+    }
+}
+
+impl Ingester {
+    async fn run(mut self, mut work: mpsc::Receiver<Work>) -> Result<(), SyncError> {
+        while let Some(w) = work.recv().await {
+            match w {
+                Work::Entries {
+                    batch,
+                    graph_change,
+                } => self.ingest(batch, graph_change).await?,
+                Work::Done => self.on_done()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn send_ctrl(&self, c: Ctrl) -> Result<(), SyncError> {
+        self.ctrl.send(c).map_err(|_| SyncError::Closed)
+    }
+
+    fn on_done(&mut self) -> Result<(), SyncError> {
+        let received = {
+            let mut s = self.ctx.stats();
+            s.caught_up = true;
+            s.planned = s.items_received;
+            s.planned_feeds = 0;
+            s.entries_received
+        };
+        self.progress(received, 0);
+        if !self.skipped.is_empty() && self.resync_rounds < MAX_RESYNC_ROUNDS {
+            // Entries we skipped (they did not fit what we held then): ask
+            // again from our current state.
+            self.resync_rounds += 1;
+            let feeds = self.skipped.drain().collect();
+            self.send_ctrl(Ctrl::Resync(feeds))?;
+        }
+        Ok(())
+    }
+
+    fn progress(&self, received: u64, remaining: u64) {
+        self.ctx.node.emit(NodeEvent::SyncProgress {
+            peer: self.ctx.remote_peer.clone(),
+            received,
+            remaining,
+        });
+    }
+
+    async fn ingest(
+        &mut self,
+        batch: Vec<IncomingEntry>,
+        graph_change: bool,
+    ) -> Result<(), SyncError> {
+        let n = batch.len() as u64;
         let node = self.ctx.node.clone();
         // SQLite work (with an fsync) off the async threads.
         let out = tokio::task::spawn_blocking(move || node.ingest_from_peer(&batch))
