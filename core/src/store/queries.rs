@@ -269,13 +269,15 @@ pub(crate) fn thread(conn: &Connection, me: &AuthorId, root: &EntryId) -> Result
         None => return Err(Error::NotFound(format!("post {root}"))),
     };
     // Replies name the thread root; replies from clients that only set
-    // reply_to are found through that.
+    // reply_to are found through that. Ties in time keep each author's feed
+    // order, so a reply written in the same millisecond as its parent by the
+    // same author never sorts before it.
     let sql = format!(
         "SELECT {POST_COLUMNS} FROM posts p WHERE p.entry_id IN (
              SELECT entry_id FROM posts WHERE root = ?1
              UNION SELECT entry_id FROM posts WHERE reply_to = ?1)
            AND p.entry_id != ?1 AND {VISIBLE}
-         ORDER BY p.ts, p.entry_id"
+         ORDER BY p.ts, p.author, p.seq, p.entry_id"
     );
     let mut stmt = conn.prepare_cached(&sql.replace("?3", "?2"))?;
     let replies = stmt
