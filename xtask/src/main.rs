@@ -166,37 +166,33 @@ fn bindgen_cmd(args: &[String]) -> Result {
 /// Kotlin for the JVM (Maven project, tests).
 fn kotlin_jvm(tools: &Path, lib: &Path) -> Result {
     let out = root().join("bindings/kotlin/target/generated-sources/uniffi");
-    fresh_dir(&out)?;
-    run(Command::new(tools.join("uniffi-bindgen"))
-        .args([
-            "generate",
-            "--no-format",
-            "--language",
-            "kotlin",
-            "--library",
-        ])
-        .arg(lib)
-        .arg("--out-dir")
-        .arg(&out))
+    generate_kotlin(tools, lib, &out, None)
 }
 
 /// Kotlin for Android (Gradle module), with the Android uniffi config.
 fn kotlin_android(tools: &Path, lib: &Path) -> Result {
     let out = root().join("bindings/kotlin/android/src/main/kotlin-generated");
-    fresh_dir(&out)?;
-    run(Command::new(tools.join("uniffi-bindgen"))
-        .args([
-            "generate",
-            "--no-format",
-            "--language",
-            "kotlin",
-            "--library",
-        ])
-        .arg(lib)
-        .arg("--config")
-        .arg(root().join("bindings/uniffi-android.toml"))
-        .arg("--out-dir")
-        .arg(&out))
+    let config = root().join("bindings/uniffi-android.toml");
+    generate_kotlin(tools, lib, &out, Some(&config))
+}
+
+/// Regenerates Kotlin from `lib` into a fresh `out`, with an optional
+/// uniffi config (the JVM and Android flavours differ only in that).
+fn generate_kotlin(tools: &Path, lib: &Path, out: &Path, config: Option<&Path>) -> Result {
+    fresh_dir(out)?;
+    let mut cmd = Command::new(tools.join("uniffi-bindgen"));
+    cmd.args([
+        "generate",
+        "--no-format",
+        "--language",
+        "kotlin",
+        "--library",
+    ])
+    .arg(lib);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    run(cmd.arg("--out-dir").arg(out))
 }
 
 /// Swift sources, C header and an XCFramework modulemap.
