@@ -996,6 +996,39 @@ mod tests {
     }
 
     #[test]
+    fn a_post_and_its_delete_in_one_batch_leave_a_consistent_search_index() {
+        let (dir, node) = node();
+        let mut a = Author::new(4);
+        node.follow(a.id()).unwrap();
+        // Over the parallel-verify threshold, so the batch takes the same path
+        // as sync: many posts indexed together, a delete in the middle.
+        let mut batch = Vec::new();
+        let (doomed, inc) = a.post("zanzibarquokka must vanish");
+        batch.push(inc);
+        for i in 0..40 {
+            batch.push(a.post(&format!("filler number {i} about quokkas")).1);
+        }
+        batch.push(a.next(&Payload::Delete(doomed)).1);
+        for i in 40..80 {
+            batch.push(a.post(&format!("filler number {i} about quokkas")).1);
+        }
+        node.ingest(batch).unwrap();
+        let search = |q: &str| node.search(q, PageRequest::first(100)).unwrap().items;
+        assert!(search("zanzibarquokka").is_empty());
+        assert_eq!(search("quokkas").len(), 80);
+        node.store()
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO posts_fts (posts_fts) VALUES ('integrity-check')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(!contains(&all_db_bytes(dir.path()), b"zanzibarquokka"));
+    }
+
+    #[test]
     fn hidden_entries_leave_my_views_only() {
         let (_d, node) = node();
         let id = node.post("hide me", None).unwrap();

@@ -38,6 +38,48 @@ impl Effects {
     }
 }
 
+/// Post rows whose text is stored but not yet in the full-text index.
+///
+/// Why deferred: inside a transaction, every statement that may abort opens
+/// a statement savepoint, and FTS5 writes its pending terms to disk as a new
+/// index segment at each savepoint. Indexing post by post therefore made one
+/// segment per post (and the merges to match), which was a third of ingest
+/// time. Queued rows are indexed by one `INSERT .. SELECT`, so a batch makes
+/// one segment. Whoever fills the queue must [`flush`](Self::flush) it before
+/// committing; content erasure flushes first (FTS5 can only remove terms it
+/// has indexed).
+#[derive(Debug, Default)]
+pub(crate) struct PendingFts {
+    rowids: Vec<i64>,
+}
+
+impl PendingFts {
+    /// Indexes the queued post rows' text (those not erased meanwhile).
+    pub fn flush(&mut self, tx: &rusqlite::Connection) -> Result<()> {
+        if self.rowids.is_empty() {
+            return Ok(());
+        }
+        let mut list = String::with_capacity(2 + self.rowids.len() * 8);
+        list.push('[');
+        for (i, rowid) in self.rowids.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            list.push_str(&rowid.to_string());
+        }
+        list.push(']');
+        tx.prepare_cached(
+            "INSERT INTO posts_fts (rowid, text)
+             SELECT rowid, text FROM posts
+             WHERE rowid IN (SELECT value FROM json_each(?1)) AND deleted = 0 AND text IS NOT NULL
+             ORDER BY rowid",
+        )?
+        .execute([list])?;
+        self.rowids.clear();
+        Ok(())
+    }
+}
+
 /// The tip of `author`'s feed, if any of it is stored.
 pub(crate) fn feed_tip(tx: &rusqlite::Connection, author: &AuthorId) -> Result<Option<Tip>> {
     let mut stmt =
@@ -98,6 +140,7 @@ pub(crate) fn insert_entry(
     encoded: &[u8],
     payload: Option<(&[u8], &Payload)>,
     me: Option<&AuthorId>,
+    fts: &mut PendingFts,
 ) -> Result<Effects> {
     let seq = to_sql_int(entry.seq)?;
     insert_entry_row(tx, entry, id, encoded, payload.map(|(_, p)| p))?;
@@ -107,7 +150,7 @@ pub(crate) fn insert_entry(
     )?
     .execute(params![entry.author.as_bytes(), seq, id.as_bytes()])?;
     match payload {
-        Some((bytes, decoded)) => apply_payload(tx, entry, id, bytes, decoded, me),
+        Some((bytes, decoded)) => apply_payload(tx, entry, id, bytes, decoded, me, fts),
         None => Ok(Effects::default()),
     }
 }
@@ -175,6 +218,7 @@ pub(crate) fn attach_late_payload(
     bytes: &[u8],
     payload: &Payload,
     me: Option<&AuthorId>,
+    fts: &mut PendingFts,
 ) -> Result<Option<Effects>> {
     // `tag` is set exactly when a payload was applied once.
     let n = tx
@@ -183,7 +227,7 @@ pub(crate) fn attach_late_payload(
     if n == 0 {
         return Ok(None);
     }
-    apply_payload(tx, entry, id, bytes, payload, me).map(Some)
+    apply_payload(tx, entry, id, bytes, payload, me, fts).map(Some)
 }
 
 /// Whether a delete by the target's own author exists for `target`.
@@ -194,7 +238,8 @@ fn is_tombstoned(tx: &Transaction<'_>, author: &AuthorId, target: &EntryId) -> R
 
 /// Stores the payload of an already inserted entry and the index rows it
 /// implies. A payload whose entry was deleted by its author is not stored:
-/// only the structural tombstone is indexed.
+/// only the structural tombstone is indexed. A post's text is queued in
+/// `fts` for the full-text index.
 pub(crate) fn apply_payload(
     tx: &Transaction<'_>,
     entry: &Entry,
@@ -202,6 +247,7 @@ pub(crate) fn apply_payload(
     bytes: &[u8],
     payload: &Payload,
     me: Option<&AuthorId>,
+    fts: &mut PendingFts,
 ) -> Result<Effects> {
     let author = entry.author.as_bytes();
     let seq = to_sql_int(entry.seq)?;
@@ -253,9 +299,7 @@ pub(crate) fn apply_payload(
             if inserted == 0 {
                 return Ok(effects);
             }
-            let rowid = tx.last_insert_rowid();
-            tx.prepare_cached("INSERT INTO posts_fts (rowid, text) VALUES (?1, ?2)")?
-                .execute(params![rowid, post.text])?;
+            fts.rowids.push(tx.last_insert_rowid());
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO mentions (entry_id, target, author, ts) VALUES (?1, ?2, ?3, ?4)",
             )?;
@@ -281,6 +325,7 @@ pub(crate) fn apply_payload(
             let changed = set_relation(tx, "blocks", &entry.author, target, active, seq)?;
             if changed && active && me == Some(&entry.author) && target != &entry.author {
                 // "A blocked feed is never stored": drop what we already hold.
+                fts.flush(tx)?;
                 effects.merge(purge_author(tx, target)?);
             }
         }
@@ -304,6 +349,7 @@ pub(crate) fn apply_payload(
                 "INSERT OR IGNORE INTO deletes (delete_id, author, target) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![id.as_bytes(), author, target.as_bytes()])?;
+            fts.flush(tx)?;
             effects.merge(apply_delete(tx, &entry.author, target)?);
         }
         Payload::EncryptionKey(k) => {
@@ -359,7 +405,8 @@ fn set_relation(
 /// Applies `author`'s delete of `target` if the target is stored and is
 /// `author`'s own: removes the payload, the post text, its FTS terms,
 /// mentions and a reaction. The entry itself stays, so the chain remains
-/// verifiable, and the post row stays as a tombstone.
+/// verifiable, and the post row stays as a tombstone. Queued full-text rows
+/// must be flushed first ([`PendingFts::flush`]).
 pub(crate) fn apply_delete(
     tx: &Transaction<'_>,
     author: &AuthorId,
@@ -411,7 +458,8 @@ fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
 
 /// Removes everything stored of `author`'s feed: entries, payloads, index
 /// rows, FTS terms, fork evidence and the state the feed derived. Used when
-/// the local user blocks `author`.
+/// the local user blocks `author`. Queued full-text rows must be flushed
+/// first ([`PendingFts::flush`]).
 pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Effects> {
     let a = author.as_bytes();
     {

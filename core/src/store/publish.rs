@@ -36,6 +36,7 @@ pub(crate) fn publish_in_tx(
     let entry = Entry::sign(signing, seq, prev, now_ms.max(prev_ts), &bytes);
     let encoded = entry.encode();
     let id = EntryId::from_bytes(*blake3::hash(&encoded).as_bytes());
+    let mut fts = apply::PendingFts::default();
     let effects = apply::insert_entry(
         tx,
         &entry,
@@ -43,7 +44,9 @@ pub(crate) fn publish_in_tx(
         &encoded,
         Some((&bytes, payload)),
         Some(&me),
+        &mut fts,
     )?;
+    fts.flush(tx)?;
     Ok((id, effects))
 }
 
