@@ -3,7 +3,8 @@
 //! window, and chain continuity. The store applies these inside the ingest
 //! transaction, so an entry that fails any of them leaves nothing behind.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::feed::entry::{Entry, MAX_PAYLOAD_LEN};
@@ -111,32 +112,80 @@ pub fn strict_verifying_key(author: &AuthorId) -> Result<VerifyingKey, Validatio
     Ok(key)
 }
 
+/// The y-coordinates of the eight small-order points of edwards25519, as
+/// little-endian encodings with the sign bit clear, including the two
+/// non-canonical encodings (y + p) that still decode: 0, 1, the two order-8
+/// values, p - 1, p and p + 1. This is libsodium's `has_small_order` list; a
+/// test derives it from the torsion subgroup.
+const SMALL_ORDER_Y: [[u8; 32]; 7] = [
+    [0; 32],
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
+
+/// Whether the signature's `R` encodes a small-order point.
+///
 /// `verify_strict` refuses small-order `R`; batch verification alone does
-/// not, so the batch path checks it explicitly to accept exactly the same set.
+/// not, so the batch path checks it explicitly to accept exactly the same
+/// set. Comparing the encoding against the list (sign bit ignored) answers
+/// the same as decompressing and testing the order, for every encoding that
+/// decompresses, without the field inversion decompression costs; encodings
+/// that do not decompress fail the batch equation anyway.
 fn r_is_small_order(signature: &[u8; 64]) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&signature[..32]);
-    match CompressedEdwardsY(r).decompress() {
-        Some(point) => point.is_small_order(),
-        None => true,
-    }
+    let mut y = [0u8; 32];
+    y.copy_from_slice(&signature[..32]);
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
 
 /// Verifies many entries' signatures with Ed25519 batch verification.
 ///
 /// Returns one result per entry, in order. When the whole batch verifies,
 /// that costs roughly half of checking one by one; when it does not, each
-/// entry is checked with `verify_strict` to find the culprits.
+/// entry is checked with `verify_strict` to find the culprits. Each distinct
+/// author key is decompressed once per batch (sync batches hold runs of the
+/// same feeds).
 pub fn verify_batch(entries: &[&Entry]) -> Vec<Result<(), ValidationError>> {
     let mut results: Vec<Result<(), ValidationError>> = Vec::with_capacity(entries.len());
     let mut keys = Vec::with_capacity(entries.len());
     let mut messages = Vec::with_capacity(entries.len());
     let mut signatures = Vec::with_capacity(entries.len());
+    let mut parsed: HashMap<AuthorId, Result<VerifyingKey, ValidationError>> = HashMap::new();
     let mut all_ok = true;
     for entry in entries {
-        match strict_verifying_key(&entry.author) {
+        let key = parsed
+            .entry(entry.author)
+            .or_insert_with(|| strict_verifying_key(&entry.author));
+        match key {
             Ok(key) if !r_is_small_order(&entry.signature) => {
-                keys.push(key);
+                keys.push(*key);
                 messages.push(entry.signed_bytes());
                 signatures.push(Signature::from_bytes(&entry.signature));
                 results.push(Ok(()));
@@ -150,7 +199,7 @@ pub fn verify_batch(entries: &[&Entry]) -> Vec<Result<(), ValidationError>> {
             }
             Err(e) => {
                 all_ok = false;
-                results.push(Err(e));
+                results.push(Err(e.clone()));
             }
         }
     }
@@ -243,6 +292,7 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
 
     const T: u64 = 1_700_000_000_000;
 
@@ -308,6 +358,61 @@ mod tests {
         });
         assert!(verify_batch(&[&e])[0].is_err());
         assert!(e.verify_signature().is_err());
+    }
+
+    #[test]
+    fn the_small_order_list_is_exactly_the_torsion_subgroup() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        // Every small-order point's encoding is on the list...
+        for point in EIGHT_TORSION {
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(point.compress().as_bytes());
+            assert!(r_is_small_order(&sig), "{:?} missing", point.compress());
+        }
+        // ...and every listed encoding, with either sign bit, either does not
+        // decode or decodes to a small-order point.
+        for y in SMALL_ORDER_Y {
+            for sign in [0u8, 0x80] {
+                let mut bytes = y;
+                bytes[31] |= sign;
+                if let Some(p) = CompressedEdwardsY(bytes).decompress() {
+                    assert!(p.is_small_order(), "{bytes:?} is not small order");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_small_order_list_agrees_with_decompression(bytes in proptest::array::uniform32(any::<u8>())) {
+            use curve25519_dalek::edwards::CompressedEdwardsY;
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&bytes);
+            if let Some(p) = CompressedEdwardsY(bytes).decompress() {
+                prop_assert_eq!(r_is_small_order(&sig), p.is_small_order());
+            }
+        }
+    }
+
+    #[test]
+    fn a_weak_key_fails_each_of_its_entries_in_a_batch() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut chain = chain(3);
+        chain[0].author = AuthorId(identity);
+        chain[2].author = AuthorId(identity);
+        let refs: Vec<&Entry> = chain.iter().collect();
+        let results = verify_batch(&refs);
+        assert_eq!(
+            results[0],
+            Err(ValidationError::WeakKey(AuthorId(identity)))
+        );
+        assert!(results[1].is_ok());
+        assert_eq!(
+            results[2],
+            Err(ValidationError::WeakKey(AuthorId(identity)))
+        );
     }
 
     #[test]
