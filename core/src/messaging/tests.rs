@@ -431,20 +431,62 @@ fn flood(parties: &[&Party], mut queue: Vec<Vec<u8>>) -> Vec<Vec<String>> {
     got
 }
 
+#[test]
+fn two_setups_naming_one_one_time_prekey_only_the_first_succeeds() {
+    let (a, b, c) = (Party::new(1), Party::new(2), Party::new(3));
+    // A bundle listing a single one-time prekey: both initiators pick it.
+    let mut cb = c.bundle();
+    cb.one_time_prekeys.truncate(1);
+    let otk = cb.one_time_prekeys[0].id;
+    let cb = super::x3dh::sign_bundle(&c.id, cb);
+    let from_a = a.os().encrypt_dm(&c.author(), Some(&cb), "from a").unwrap();
+    let from_b = b.os().encrypt_dm(&c.author(), Some(&cb), "from b").unwrap();
+    assert_eq!(text_of(&c, &from_a), "from a");
+    let err = c.os().receive(&from_b).unwrap_err();
+    assert!(
+        matches!(err, MessagingError::PrekeyUnavailable(_)),
+        "{err:?}"
+    );
+    // A bundle published after that setup no longer lists the consumed
+    // prekey, so an initiator reading it cannot collide with A.
+    let fresh = c.bundle();
+    assert_eq!(
+        fresh.one_time_prekeys.len(),
+        super::api::ONE_TIME_PREKEY_TARGET
+    );
+    assert!(fresh.one_time_prekeys.iter().all(|k| k.id != otk));
+    let d = Party::new(4);
+    let from_d = d
+        .os()
+        .encrypt_dm(&c.author(), Some(&fresh), "from d")
+        .unwrap();
+    assert_eq!(text_of(&c, &from_d), "from d");
+}
+
 /// A group of A (admin), B and C, everyone holding everyone's sender key.
 fn group3() -> (Party, Party, Party, GroupId) {
     let (a, b, c) = (Party::new(1), Party::new(2), Party::new(3));
-    let (bb, cb) = (b.bundle(), c.bundle());
     let g = a.os().create_group("friends").unwrap();
     // A knows B's and C's bundles via a first direct message.
-    let e1 = a.os().encrypt_dm(&b.author(), Some(&bb), "hi b").unwrap();
-    let e2 = a.os().encrypt_dm(&c.author(), Some(&cb), "hi c").unwrap();
-    // B and C need each other's bundles for their own sender keys.
+    let e1 = a
+        .os()
+        .encrypt_dm(&b.author(), Some(&b.bundle()), "hi b")
+        .unwrap();
+    let e2 = a
+        .os()
+        .encrypt_dm(&c.author(), Some(&c.bundle()), "hi c")
+        .unwrap();
+    flood(&[&a, &b, &c], vec![e1, e2]);
+    // B and C need each other's sessions for their own sender keys. B reads
+    // C's bundle only after C consumed the one-time prekey A picked: two
+    // initiators using one bundle may pick the same one, and the second
+    // setup then fails (docs/PRIVACY.md; see
+    // `two_setups_naming_one_one_time_prekey_only_the_first_succeeds`).
     let e3 = b
         .os()
-        .encrypt_dm(&c.author(), Some(&cb), "hi c from b")
+        .encrypt_dm(&c.author(), Some(&c.bundle()), "hi c from b")
         .unwrap();
-    flood(&[&a, &b, &c], vec![e1, e2, e3]);
+    flood(&[&a, &b, &c], vec![e3]);
     let r = c.os().encrypt_dm(&b.author(), None, "hi b from c").unwrap();
     flood(&[&a, &b, &c], vec![r]);
     let out = a.os().add_member(&g, &b.author()).unwrap();
