@@ -56,6 +56,10 @@ pub struct Node {
     events: EventBus,
     /// New envelopes and acks of the carrier, for live sync sessions.
     mailbox: crate::mailbox::MailboxBus,
+    /// Bumped after every commit that changed a follow or block relation,
+    /// so sync sessions learn that their scope may have changed without
+    /// looking up each new entry.
+    graph_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -93,6 +97,7 @@ impl Node {
             identity: Mutex::new(None),
             events: EventBus::new(),
             mailbox: crate::mailbox::MailboxBus::default(),
+            graph_epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -605,6 +610,19 @@ impl Node {
         &self.events
     }
 
+    /// How many committed writes changed the social graph so far (see
+    /// `graph_epoch` on [`Node`]).
+    pub(crate) fn graph_epoch(&self) -> u64 {
+        self.graph_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that the social graph changed: called after the commit and
+    /// before the entries' events are emitted.
+    pub(crate) fn note_graph_change(&self) {
+        self.graph_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// The carrier's notification channel (core/src/mailbox).
     pub(crate) fn mailbox_bus(&self) -> &crate::mailbox::MailboxBus {
         &self.mailbox
@@ -665,6 +683,9 @@ impl Node {
 
     /// After content was erased, push it out of the WAL file too.
     fn after_write(&self, effects: Effects) -> Result<()> {
+        if effects.graph_changed {
+            self.note_graph_change();
+        }
         if effects.erased_content {
             self.store.checkpoint_truncate()?;
         }
@@ -685,7 +706,10 @@ impl Node {
 fn thread_root_of(conn: &rusqlite::Connection, parent: &EntryId) -> Result<EntryId> {
     use rusqlite::OptionalExtension;
     let root: Option<Option<Vec<u8>>> = conn
-        .prepare_cached("SELECT root FROM posts WHERE entry_id = ?1")?
+        .prepare_cached(
+            "SELECT p.root FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+             WHERE e.id = ?1",
+        )?
         .query_row([parent.as_bytes()], |r| r.get(0))
         .optional()?;
     match root.flatten() {
@@ -920,7 +944,7 @@ mod tests {
             .read(|c| {
                 Ok((
                     c.query_row(
-                        "SELECT COUNT(*) FROM payloads WHERE entry_id = ?1",
+                        "SELECT COUNT(*) FROM entries WHERE id = ?1 AND payload IS NOT NULL",
                         [id.as_bytes()],
                         |r| r.get(0),
                     )?,
@@ -980,7 +1004,7 @@ mod tests {
             .store()
             .read(|c| {
                 Ok(c.query_row(
-                    "SELECT COUNT(*) FROM payloads WHERE entry_id = ?1",
+                    "SELECT COUNT(*) FROM entries WHERE id = ?1 AND payload IS NOT NULL",
                     [target.as_bytes()],
                     |r| r.get(0),
                 )?)

@@ -627,8 +627,8 @@ pub(crate) fn delete_outbox(conn: &Connection, id: i64) -> MResult<()> {
 pub(crate) fn latest_bundle(conn: &Connection, author: &AuthorId) -> MResult<Option<PrekeyBundle>> {
     let bytes: Option<Vec<u8>> = conn
         .prepare_cached(
-            "SELECT p.bytes FROM entries e JOIN payloads p ON p.entry_id = e.id
-             WHERE e.author = ?1 AND e.tag = 11 ORDER BY e.seq DESC LIMIT 1",
+            "SELECT payload FROM entries
+             WHERE author = ?1 AND tag = 11 AND payload IS NOT NULL ORDER BY seq DESC LIMIT 1",
         )?
         .query_row([author.as_bytes()], |r| r.get(0))
         .optional()?;

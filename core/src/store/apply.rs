@@ -30,11 +30,15 @@ pub(crate) struct Effects {
     /// Content was removed (a delete applied, a blocked feed purged): the
     /// caller should truncate the WAL after committing.
     pub erased_content: bool,
+    /// A follow or block relation changed (or a feed's were purged): the
+    /// replication scope may have changed.
+    pub graph_changed: bool,
 }
 
 impl Effects {
     pub fn merge(&mut self, other: Effects) {
         self.erased_content |= other.erased_content;
+        self.graph_changed |= other.graph_changed;
     }
 }
 
@@ -143,30 +147,52 @@ pub(crate) fn insert_entry(
     fts: &mut PendingFts,
 ) -> Result<Effects> {
     let seq = to_sql_int(entry.seq)?;
-    insert_entry_row(tx, entry, id, encoded, payload.map(|(_, p)| p))?;
+    let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
     tx.prepare_cached(
         "INSERT INTO feeds (author, latest_seq, latest_id) VALUES (?1, ?2, ?3)
          ON CONFLICT (author) DO UPDATE SET latest_seq = excluded.latest_seq, latest_id = excluded.latest_id",
     )?
     .execute(params![entry.author.as_bytes(), seq, id.as_bytes()])?;
     match payload {
-        Some((bytes, decoded)) => apply_payload(tx, entry, id, bytes, decoded, me, fts),
+        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me, fts),
         None => Ok(Effects::default()),
     }
 }
 
-/// Inserts only the `entries` row of a validated entry (no feed tip, no
-/// payload). Sync's backfill uses it for entries below the held suffix.
-pub(crate) fn insert_entry_row(
+/// Inserts a validated entry below the held suffix of its feed (sync's
+/// backfill): the `entries` row and the payload's index rows, without moving
+/// the feed tip.
+pub(crate) fn insert_backfilled_entry(
     tx: &Transaction<'_>,
     entry: &Entry,
     id: &EntryId,
     encoded: &[u8],
-    payload: Option<&Payload>,
-) -> Result<()> {
+    payload: Option<(&[u8], &Payload)>,
+    me: Option<&AuthorId>,
+    fts: &mut PendingFts,
+) -> Result<Effects> {
+    let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
+    match payload {
+        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me, fts),
+        None => Ok(Effects::default()),
+    }
+}
+
+/// Inserts the `entries` row of a validated entry, with its payload bytes
+/// unless the author already deleted the entry (a delete that arrived
+/// first). Returns whether it had been deleted so.
+fn insert_entry_row(
+    tx: &Transaction<'_>,
+    entry: &Entry,
+    id: &EntryId,
+    encoded: &[u8],
+    payload: Option<(&[u8], &Payload)>,
+) -> Result<bool> {
+    let tombstoned = payload.is_some() && is_tombstoned(tx, &entry.author, id)?;
+    let kept = payload.filter(|_| !tombstoned).map(|(bytes, _)| bytes);
     tx.prepare_cached(
-        "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         id.as_bytes(),
@@ -177,9 +203,10 @@ pub(crate) fn insert_entry_row(
         encoded,
         entry.payload_len,
         entry.payload_hash.as_slice(),
-        payload.map(|p| p.tag()),
+        payload.map(|(_, p)| p.tag()),
+        kept,
     ])?;
-    Ok(())
+    Ok(tombstoned)
 }
 
 /// Stores a fork: a second validly signed entry for an existing
@@ -220,14 +247,19 @@ pub(crate) fn attach_late_payload(
     me: Option<&AuthorId>,
     fts: &mut PendingFts,
 ) -> Result<Option<Effects>> {
+    let tombstoned = is_tombstoned(tx, &entry.author, id)?;
     // `tag` is set exactly when a payload was applied once.
     let n = tx
-        .prepare_cached("UPDATE entries SET tag = ?2 WHERE id = ?1 AND tag IS NULL")?
-        .execute(params![id.as_bytes(), payload.tag()])?;
+        .prepare_cached("UPDATE entries SET tag = ?2, payload = ?3 WHERE id = ?1 AND tag IS NULL")?
+        .execute(params![
+            id.as_bytes(),
+            payload.tag(),
+            (!tombstoned).then_some(bytes)
+        ])?;
     if n == 0 {
         return Ok(None);
     }
-    apply_payload(tx, entry, id, bytes, payload, me, fts).map(Some)
+    index_payload(tx, entry, id, payload, tombstoned, me, fts).map(Some)
 }
 
 /// Whether a delete by the target's own author exists for `target`.
@@ -236,27 +268,21 @@ fn is_tombstoned(tx: &Transaction<'_>, author: &AuthorId, target: &EntryId) -> R
     Ok(stmt.exists([target.as_bytes(), author.as_bytes()])?)
 }
 
-/// Stores the payload of an already inserted entry and the index rows it
-/// implies. A payload whose entry was deleted by its author is not stored:
-/// only the structural tombstone is indexed. A post's text is queued in
-/// `fts` for the full-text index.
-pub(crate) fn apply_payload(
+/// Writes the index rows a stored entry's payload implies. For an entry its
+/// author deleted (`tombstoned`) only the structural tombstone is indexed.
+/// A post's text is queued in `fts` for the full-text index.
+fn index_payload(
     tx: &Transaction<'_>,
     entry: &Entry,
     id: &EntryId,
-    bytes: &[u8],
     payload: &Payload,
+    tombstoned: bool,
     me: Option<&AuthorId>,
     fts: &mut PendingFts,
 ) -> Result<Effects> {
     let author = entry.author.as_bytes();
     let seq = to_sql_int(entry.seq)?;
     let ts = to_sql_int(entry.timestamp_ms)?;
-    let tombstoned = is_tombstoned(tx, &entry.author, id)?;
-    if !tombstoned {
-        tx.prepare_cached("INSERT OR IGNORE INTO payloads (entry_id, bytes) VALUES (?1, ?2)")?
-            .execute(params![id.as_bytes(), bytes])?;
-    }
     let mut effects = Effects::default();
     match payload {
         Payload::Post(post) => {
@@ -318,11 +344,13 @@ pub(crate) fn apply_payload(
         // author undoes a follow with an unfollow, not by deleting it.
         Payload::Follow(target) | Payload::Unfollow(target) => {
             let active = matches!(payload, Payload::Follow(_));
-            set_relation(tx, "follows", &entry.author, target, active, seq)?;
+            effects.graph_changed |=
+                set_relation(tx, "follows", &entry.author, target, active, seq)?;
         }
         Payload::Block(target) | Payload::Unblock(target) => {
             let active = matches!(payload, Payload::Block(_));
             let changed = set_relation(tx, "blocks", &entry.author, target, active, seq)?;
+            effects.graph_changed |= changed;
             if changed && active && me == Some(&entry.author) && target != &entry.author {
                 // "A blocked feed is never stored": drop what we already hold.
                 fts.flush(tx)?;
@@ -369,7 +397,7 @@ pub(crate) fn apply_payload(
                 .execute(params![author, seq, k.x25519_public.as_slice(), to_sql_int(k.created_at_ms)?])?;
             }
         }
-        // Prekey bundles are read by `messaging` straight from `payloads`.
+        // Prekey bundles are read by `messaging` straight from `entries`.
         Payload::PrekeyBundle(_) => {}
         // Newer payload types: stored and forwarded, not indexed.
         Payload::Unknown { .. } => {}
@@ -423,6 +451,7 @@ pub(crate) fn apply_delete(
     erase_entry_content(tx, target)?;
     Ok(Effects {
         erased_content: true,
+        graph_changed: false,
     })
 }
 
@@ -430,10 +459,13 @@ pub(crate) fn apply_delete(
 /// and a post tombstone.
 fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
     let t = target.as_bytes();
-    tx.prepare_cached("DELETE FROM payloads WHERE entry_id = ?1")?
+    tx.prepare_cached("UPDATE entries SET payload = NULL WHERE id = ?1 AND payload IS NOT NULL")?
         .execute([t])?;
     let post: Option<(i64, bool)> = tx
-        .prepare_cached("SELECT rowid, deleted FROM posts WHERE entry_id = ?1")?
+        .prepare_cached(
+            "SELECT p.rowid, p.deleted FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+             WHERE e.id = ?1",
+        )?
         .query_row([t], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((rowid, deleted)) = post
@@ -456,7 +488,7 @@ fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
     Ok(())
 }
 
-/// Removes everything stored of `author`'s feed: entries, payloads, index
+/// Removes everything stored of `author`'s feed: entries and payloads, index
 /// rows, FTS terms, fork evidence and the state the feed derived. Used when
 /// the local user blocks `author`. Queued full-text rows must be flushed
 /// first ([`PendingFts::flush`]).
@@ -475,19 +507,21 @@ pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Ef
         }
     }
     for sql in [
+        "DELETE FROM posts WHERE author = ?1",
         "DELETE FROM feeds WHERE author = ?1",
         "DELETE FROM forks WHERE author = ?1",
         "DELETE FROM follows WHERE author = ?1",
         "DELETE FROM blocks WHERE author = ?1",
         "DELETE FROM profiles WHERE author = ?1",
         "DELETE FROM encryption_keys WHERE author = ?1",
-        // Cascades to payloads, posts, mentions, reactions and deletes.
+        // With their payloads; cascades to mentions, reactions and deletes.
         "DELETE FROM entries WHERE author = ?1",
     ] {
         tx.prepare_cached(sql)?.execute([a])?;
     }
     Ok(Effects {
         erased_content: true,
+        graph_changed: true,
     })
 }
 

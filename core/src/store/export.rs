@@ -43,10 +43,8 @@ pub(crate) fn export_feed(conn: &Connection, author: &AuthorId, path: &Path) -> 
     let mut out = BufWriter::new(File::create(&tmp)?);
     out.write_all(MAGIC)?;
     out.write_all(&[VERSION])?;
-    let mut stmt = conn.prepare(
-        "SELECT e.encoded, p.bytes FROM entries e LEFT JOIN payloads p ON p.entry_id = e.id
-         WHERE e.author = ?1 ORDER BY e.seq",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT encoded, payload FROM entries WHERE author = ?1 ORDER BY seq")?;
     let mut rows = stmt.query([author.as_bytes()])?;
     let mut count = 0u64;
     while let Some(row) = rows.next()? {

@@ -483,13 +483,10 @@ fn write_planned(
                 out.added.push((p.id, p.entry.author, p.entry.seq));
             }
             Action::Backfill => {
-                apply::insert_entry_row(tx, &p.entry, &p.id, p.encoded, payload.map(|(_, d)| d))?;
+                effects.merge(apply::insert_backfilled_entry(
+                    tx, &p.entry, &p.id, p.encoded, payload, me, &mut fts,
+                )?);
                 crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
-                if let Some((bytes, decoded)) = payload {
-                    effects.merge(apply::apply_payload(
-                        tx, &p.entry, &p.id, bytes, decoded, me, &mut fts,
-                    )?);
-                }
                 report.accepted += 1;
                 out.added.push((p.id, p.entry.author, p.entry.seq));
             }

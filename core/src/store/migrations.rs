@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0003_messaging.sql"),
     include_str!("schema/0004_net.sql"),
     include_str!("schema/0005_mailbox.sql"),
+    include_str!("schema/0006_fewer_random_indexes.sql"),
 ];
 
 /// The schema version this build writes.
@@ -82,6 +83,67 @@ mod tests {
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
+        Ok(())
+    }
+
+    #[test]
+    fn version_6_moves_payloads_into_entries_and_keeps_post_rowids() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut conn = Connection::open(dir.path().join("v5.db"))?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "user_version", 5)?;
+        // Two entries (one with its payload, one whose payload was deleted)
+        // and a post whose rowid is not 1, indexed for search.
+        for (n, id) in [(1u8, [1u8; 32]), (2, [2; 32])] {
+            conn.execute(
+                "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
+                 VALUES (?1, ?2, ?3, NULL, 1, x'00', 3, x'00', 1)",
+                rusqlite::params![id, [9u8; 32], n],
+            )?;
+        }
+        conn.execute("INSERT INTO payloads VALUES (?1, x'616263')", [[1u8; 32]])?;
+        conn.execute(
+            "INSERT INTO posts (rowid, entry_id, author, seq, ts, text) VALUES (7, ?1, ?2, 1, 1, 'heron')",
+            rusqlite::params![[1u8; 32], [9u8; 32]],
+        )?;
+        conn.execute(
+            "INSERT INTO posts_fts (rowid, text) VALUES (7, 'heron')",
+            [],
+        )?;
+
+        migrate(&mut conn)?;
+        assert_eq!(schema_version(&conn)?, SCHEMA_VERSION);
+        let payloads: Vec<Option<Vec<u8>>> = conn
+            .prepare("SELECT payload FROM entries ORDER BY seq")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert_eq!(payloads, vec![Some(b"abc".to_vec()), None]);
+        let gone: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'payloads'",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(gone, 0);
+        let found: (i64, String) = conn.query_row(
+            "SELECT p.rowid, p.text FROM posts p
+             WHERE p.rowid IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH 'heron')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        assert_eq!(found, (7, "heron".to_owned()));
+        conn.execute(
+            "INSERT INTO posts_fts (posts_fts) VALUES ('integrity-check')",
+            [],
+        )?;
+        // Posts are unique by (author, seq) now.
+        let dup = conn.execute(
+            "INSERT INTO posts (entry_id, author, seq, ts, text) VALUES (?1, ?2, 1, 1, 'again')",
+            rusqlite::params![[3u8; 32], [9u8; 32]],
+        );
+        assert!(dup.is_err());
         Ok(())
     }
 }

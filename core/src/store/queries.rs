@@ -259,7 +259,10 @@ pub(crate) fn feed(
 
 /// A thread: the root post, then every reply in it, oldest first.
 pub(crate) fn thread(conn: &Connection, me: &AuthorId, root: &EntryId) -> Result<Vec<PostView>> {
-    let root_sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.entry_id = ?1");
+    let root_sql = format!(
+        "SELECT {POST_COLUMNS} FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+         WHERE e.id = ?1"
+    );
     let mut out: Vec<PostView> = match conn
         .prepare_cached(&root_sql)?
         .query_row([root.as_bytes()], post_from_row)
@@ -273,9 +276,9 @@ pub(crate) fn thread(conn: &Connection, me: &AuthorId, root: &EntryId) -> Result
     // order, so a reply written in the same millisecond as its parent by the
     // same author never sorts before it.
     let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p WHERE p.entry_id IN (
-             SELECT entry_id FROM posts WHERE root = ?1
-             UNION SELECT entry_id FROM posts WHERE reply_to = ?1)
+        "SELECT {POST_COLUMNS} FROM posts p WHERE p.rowid IN (
+             SELECT rowid FROM posts WHERE root = ?1
+             UNION SELECT rowid FROM posts WHERE reply_to = ?1)
            AND p.entry_id != ?1 AND {VISIBLE}
          ORDER BY p.ts, p.author, p.seq, p.entry_id"
     );
@@ -310,8 +313,11 @@ pub(crate) fn notifications(
              SELECT 1, m.entry_id, m.author, m.entry_id, m.ts, NULL
                FROM mentions m
               WHERE m.target = ?3 AND m.author != ?3 AND {nb_m}
-                AND NOT EXISTS (SELECT 1 FROM posts r JOIN posts mine ON mine.entry_id = r.reply_to
-                                 WHERE r.entry_id = m.entry_id AND mine.author = ?3)
+                AND NOT EXISTS (SELECT 1 FROM entries er
+                                   JOIN posts r ON r.author = er.author AND r.seq = er.seq
+                                   JOIN entries parent ON parent.id = r.reply_to
+                                   JOIN posts mine ON mine.author = parent.author AND mine.seq = parent.seq
+                                 WHERE er.id = m.entry_id AND parent.author = ?3)
              UNION ALL
              SELECT 2, x.entry_id, x.author, x.target, x.ts, x.emoji
                FROM entries mine JOIN reactions x ON x.target = mine.id

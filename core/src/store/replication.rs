@@ -92,8 +92,8 @@ pub(crate) fn entries_range(
     to: u64,
 ) -> Result<Vec<(u64, IncomingEntry)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.seq, e.encoded, p.bytes FROM entries e LEFT JOIN payloads p ON p.entry_id = e.id
-         WHERE e.author = ?1 AND e.seq BETWEEN ?2 AND ?3 ORDER BY e.seq",
+        "SELECT seq, encoded, payload FROM entries
+         WHERE author = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
     )?;
     let rows = stmt.query_map(
         params![author.as_bytes(), to_sql_int(from)?, to_sql_int(to)?],

@@ -49,7 +49,13 @@ const MAX_CLOCK_ITEM: usize = 28;
 /// How often one session re-requests feeds whose entries it had to skip.
 const MAX_RESYNC_ROUNDS: u32 = 3;
 /// Entries messages queued for storing while the next one is read.
-const INGEST_QUEUE: usize = 1;
+const INGEST_QUEUE: usize = 2;
+/// Batches that queued up while the previous one was being stored are
+/// stored together in one transaction, up to this many entries: a commit
+/// writes every page it dirtied (entry ids are random, so each batch
+/// touches pages all over the id index) and fsyncs, and grouping shares
+/// both among more entries.
+const GROUP_COMMIT_MAX: usize = 2048;
 /// Fork evidence pairs sent per feed and batch.
 const MAX_EVIDENCE_PER_BATCH: usize = 16;
 
@@ -156,7 +162,7 @@ where
     // Nothing to announce: the peer has nothing to send us.
     ctx.stats().caught_up = setup.announce.is_empty();
     let (tx, rx) = mpsc::unbounded_channel();
-    // One batch queued while one is stored and the next is read.
+    // Batches queue while one is stored and the next is read.
     let (work_tx, work_rx) = mpsc::channel(INGEST_QUEUE);
     let ingester = Ingester {
         ctx: ctx.clone(),
@@ -173,6 +179,7 @@ where
         shared: shared.clone(),
         outbox: Outbox::default(),
         scope_dirty: false,
+        graph_epoch: ctx.node.graph_epoch(),
         last_scope: Instant::now(),
         carrier: carrier.clone(),
         mailbox: Some(mailbox),
@@ -636,9 +643,32 @@ impl Ingester {
         while let Some(w) = work.recv().await {
             match w {
                 Work::Entries {
-                    batch,
-                    graph_change,
-                } => self.ingest(batch, graph_change).await?,
+                    mut batch,
+                    mut graph_change,
+                } => {
+                    // Group commit (see GROUP_COMMIT_MAX), in stream order.
+                    let mut done_follows = false;
+                    while batch.len() < GROUP_COMMIT_MAX {
+                        match work.try_recv() {
+                            Ok(Work::Entries {
+                                batch: more,
+                                graph_change: more_graph,
+                            }) => {
+                                batch.extend(more);
+                                graph_change |= more_graph;
+                            }
+                            Ok(Work::Done) => {
+                                done_follows = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.ingest(batch, graph_change).await?;
+                    if done_follows {
+                        self.on_done()?;
+                    }
+                }
                 Work::Done => self.on_done()?,
             }
         }
@@ -783,6 +813,8 @@ struct Writer<W> {
     shared: Arc<Mutex<Shared>>,
     outbox: Outbox,
     scope_dirty: bool,
+    /// The node's graph epoch when the scope was last marked for a refresh.
+    graph_epoch: u64,
     last_scope: Instant,
     carrier: Arc<Mutex<CarrierState>>,
     /// New envelopes and acks of this node (taken by the run loop).
@@ -1029,13 +1061,10 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 
     fn on_event(&mut self, ev: NodeEvent) -> Result<(), SyncError> {
-        let NodeEvent::EntryAdded {
-            author, seq, own, ..
-        } = ev
-        else {
+        let NodeEvent::EntryAdded { author, .. } = ev else {
             return Ok(());
         };
-        let in_scope = {
+        {
             let mut sh = lock(&self.shared);
             if sh.remote.contains_key(&author) {
                 self.outbox.mark_dirty(author);
@@ -1045,17 +1074,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 sh.remote.insert(author, st);
                 self.outbox.mark_dirty(author);
             }
-            sh.my_wants.contains(&author)
-        };
-        if !self.scope_dirty && (own || in_scope) {
-            let tag = self
-                .ctx
-                .node
-                .store()
-                .read(|c| replication::entry_tag(c, &author, seq))?;
-            if matches!(tag, Some(0x03..=0x06)) {
-                self.scope_dirty = true;
-            }
+        }
+        // A follow or block anywhere in the graph may change the scope; the
+        // node counts such commits, so no entry needs to be looked up here.
+        let epoch = self.ctx.node.graph_epoch();
+        if epoch != self.graph_epoch {
+            self.graph_epoch = epoch;
+            self.scope_dirty = true;
         }
         Ok(())
     }

@@ -258,7 +258,7 @@ async fn deletes_propagate_and_deleted_payloads_are_never_served() {
     let target = a.node.post("regret this", None).unwrap();
     b.node.follow(me(&a)).unwrap();
     c.node.follow(me(&a)).unwrap();
-    let payload_sql = "SELECT COUNT(*) FROM payloads WHERE entry_id = ?1";
+    let payload_sql = "SELECT COUNT(*) FROM entries WHERE id = ?1 AND payload IS NOT NULL";
     let conn = connect(&a, &b);
     eventually("b has the post", || {
         count(&b.node, payload_sql, target.as_bytes()) == 1

@@ -113,6 +113,14 @@ async fn run(inner: &Inner, conn: &Mutex<Connection>, start: (i64, i64)) -> Resu
                     continue;
                 }
                 last_external = Instant::now();
+                // Another process's follow or block: sessions re-check their
+                // scope (this process's writes bump the epoch themselves).
+                if matches!(
+                    replication::entry_tag(&conn, &author, seq)?,
+                    Some(0x03..=0x06)
+                ) {
+                    inner.node.note_graph_change();
+                }
                 inner.node.emit(NodeEvent::EntryAdded {
                     id,
                     author,
