@@ -15,7 +15,8 @@
 //!    re-executed with `__receiver`) so its RSS is its own.
 //!
 //! `STARLING_BENCH_ENTRIES` / `STARLING_BENCH_AUTHORS` shrink the first
-//! benchmark for quick runs.
+//! benchmark for quick runs; `STARLING_BENCH_RECEIVER_WRAPPER` runs the
+//! receiver under a tool (e.g. `valgrind --tool=massif`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -212,7 +213,20 @@ fn bench_replication() {
         net
     });
     let addr = net.listen_addrs()[0].to_string();
-    let out = Command::new(std::env::current_exe().unwrap())
+    // STARLING_BENCH_RECEIVER_WRAPPER runs the receiver under a tool, e.g.
+    // "valgrind --tool=massif" to see where its memory goes.
+    let exe = std::env::current_exe().unwrap();
+    let wrapper = std::env::var("STARLING_BENCH_RECEIVER_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let out = command
         .args([
             "__receiver",
             dir.path().to_str().unwrap(),

@@ -46,7 +46,7 @@ pub(crate) mod replication;
 pub(crate) mod secrets;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -68,6 +68,14 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Wakes the background checkpointer (see [`Store::after_commit`]),
+    /// started on first need.
+    checkpointer: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
+    /// Held by whoever checkpoints (the background thread, or
+    /// [`Store::checkpoint_truncate`] after a delete), so the truncating
+    /// checkpoint that erases deleted content never finds the checkpoint
+    /// lock taken.
+    checkpointing: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,7 +110,14 @@ impl Store {
         writer.pragma_update(None, "synchronous", "FULL")?;
         writer.pragma_update(None, "foreign_keys", true)?;
         writer.pragma_update(None, "secure_delete", true)?;
-        tune(&writer)?;
+        tune(&writer, WRITER_CACHE_KIB)?;
+        // The WAL is copied into the database by a background thread once
+        // it passes BACKGROUND_CHECKPOINT_BYTES (see `after_commit`), so
+        // commits do not wait for it; the writer checkpoints itself only as
+        // a safety net if that thread falls far behind. After a checkpoint
+        // the file is cut back to 16 MiB.
+        writer.pragma_update(None, "wal_autocheckpoint", 16_000)?;
+        writer.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         migrations::migrate(&mut writer)?;
 
         let reader = Connection::open_with_flags(
@@ -111,11 +126,13 @@ impl Store {
         )?;
         reader.busy_timeout(BUSY_TIMEOUT)?;
         reader.pragma_update(None, "query_only", true)?;
-        tune(&reader)?;
+        tune(&reader, READER_CACHE_KIB)?;
         Ok(Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            checkpointer: Mutex::new(None),
+            checkpointing: Arc::new(Mutex::new(())),
         })
     }
 
@@ -132,7 +149,34 @@ impl Store {
         let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        drop(conn);
+        self.after_commit();
         Ok(out)
+    }
+
+    /// Once the WAL holds more than [`BACKGROUND_CHECKPOINT_BYTES`], wakes
+    /// a thread that copies it into the database with a `PASSIVE`
+    /// checkpoint on a connection of its own. A checkpoint costs about as
+    /// much as the commits it copies; on the writer's thread it stalled
+    /// every few batches of a bulk sync. Durability does not depend on it:
+    /// every commit is already fsynced in the WAL.
+    fn after_commit(&self) {
+        let wal = wal_path(&self.path);
+        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > BACKGROUND_CHECKPOINT_BYTES);
+        if !big {
+            return;
+        }
+        let mut slot = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = spawn_checkpointer(&self.path, self.checkpointing.clone());
+        }
+        if let Some(wake) = slot.as_ref() {
+            // Full: a checkpoint is already pending, which covers this one.
+            let _ = wake.try_send(());
+        }
     }
 
     /// Runs `f` on the reader connection inside one read transaction, so all
@@ -153,6 +197,10 @@ impl Store {
     pub fn checkpoint_truncate(&self) -> Result<()> {
         // Hold the reader lock too: an open read snapshot would stop the
         // checkpoint from reaching the end of the WAL.
+        let _turn = self
+            .checkpointing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let reader = lock(&self.reader);
         let writer = lock(&self.writer);
         let (busy, _log, _checkpointed): (i64, i64, i64) =
@@ -188,13 +236,73 @@ impl Store {
     }
 }
 
+/// Page cache of the writer connection, in KiB. Large enough for the
+/// entry-id index of a store of 100,000 entries (ingest probes and extends
+/// it at random places), small enough for a phone's background budget
+/// (docs/BENCHMARKS.md: receiver RSS during a bulk sync).
+const WRITER_CACHE_KIB: i64 = 3 * 1024;
+/// Page cache of the reader connection, in KiB (SQLite's default): a view
+/// reads a few index ranges and the rows of one page.
+const READER_CACHE_KIB: i64 = 2 * 1024;
+
+/// WAL size past which the background checkpointer runs (4,000 pages).
+const BACKGROUND_CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The `-wal` file next to the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Starts the checkpointer thread with its own connection; it ends when the
+/// store (holding the sender) is dropped. `None` if it cannot start, in
+/// which case the writer's own automatic checkpoint still bounds the WAL.
+fn spawn_checkpointer(
+    db: &Path,
+    checkpointing: Arc<Mutex<()>>,
+) -> Option<std::sync::mpsc::SyncSender<()>> {
+    let conn = match Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "background checkpointer not started");
+            return None;
+        }
+    };
+    let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name("starling-checkpoint".into())
+        .spawn(move || {
+            while wakes.recv().is_ok() {
+                let _turn = checkpointing
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let done =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "background checkpoint failed");
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => Some(wake),
+        Err(e) => {
+            tracing::warn!(error = %e, "background checkpointer not started");
+            None
+        }
+    }
+}
+
 /// Per-connection caches. Ingest and the views cycle through a few dozen
-/// distinct statements (rusqlite keeps 16 by default, then re-prepares), and
-/// a 16 MiB page cache keeps the hot index pages of a large store in memory
-/// (SQLite's default is 2 MiB). Memory is only used as pages are touched.
-fn tune(conn: &Connection) -> Result<()> {
+/// distinct statements (rusqlite keeps 16 by default, then re-prepares).
+/// The page cache (SQLite's default is 2 MiB) only takes memory as pages are
+/// touched, and counts in the node's resident memory.
+fn tune(conn: &Connection, cache_kib: i64) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(64);
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     Ok(())
 }
 
