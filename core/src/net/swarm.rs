@@ -103,6 +103,10 @@ pub(crate) async fn run(
     shut_down(&mut swarm).await;
 }
 
+/// How long the higher peer id of two that found each other on the LAN
+/// waits for the lower one's dial before dialing itself.
+const LAN_DIAL_GRACE: Duration = Duration::from_secs(3);
+
 fn handle_command(
     swarm: &mut Swarm<Behaviour>,
     cmd: Command,
@@ -112,8 +116,12 @@ fn handle_command(
     match cmd {
         Command::Dial { addr, peer, reply } => {
             let opts = match peer {
+                // Also the addresses the behaviours know now (mDNS, identify,
+                // Kademlia): a remembered address goes stale when the peer
+                // restarts on another port.
                 Some(peer) => DialOpts::peer_id(peer)
                     .addresses(vec![addr])
+                    .extend_addresses_through_behaviour()
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build(),
                 None => DialOpts::unknown_peer_id().address(addr).build(),
@@ -277,11 +285,32 @@ fn handle_behaviour(
                     continue;
                 }
                 tracing::info!(%peer, "discovered on the LAN");
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                let _ = swarm.dial(opts);
+                // Both sides discover each other at the same moment. Dialing
+                // at once from both, with TCP port reuse, makes one TCP
+                // simultaneous open in which both sides start the Noise
+                // handshake as initiator, and both fail (seen in about half
+                // of simultaneous starts). So the lower peer id dials now;
+                // the higher one only if no connection exists a little later.
+                if inner.peer_id < peer {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = swarm.dial(opts);
+                } else {
+                    let commands = inner.commands.clone();
+                    // Ends by itself; after shutdown the send just fails.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(LAN_DIAL_GRACE).await;
+                        for addr in addrs {
+                            let _ = commands.send(Command::Dial {
+                                addr,
+                                peer: Some(peer),
+                                reply: None,
+                            });
+                        }
+                    });
+                }
             }
         }
         BehaviourEvent::Kad(kad::Event::InboundRequest {
