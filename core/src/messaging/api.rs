@@ -339,8 +339,11 @@ impl<'a> Messaging<'a> {
     /// Encrypts `text` to `recipient` and returns the envelope bytes to
     /// deliver (also queued in the outbox). Uses the existing session, or
     /// starts one from `recipient_bundle` (or the latest bundle of theirs in
-    /// the store). Fails with [`MessagingError::Untrusted`] while their
-    /// identity key is in the changed state.
+    /// the store); a session we started that they never answered (nor
+    /// acked) is replaced by a new one when that bundle is newer than the
+    /// one it was built from, since they may have refused its setup. Fails
+    /// with [`MessagingError::Untrusted`] while their identity key is in the
+    /// changed state.
     pub fn encrypt_dm(
         &self,
         recipient: &AuthorId,
@@ -368,11 +371,14 @@ impl<'a> Messaging<'a> {
         };
         if let Some(b) = &bundle {
             x3dh::verify_bundle(recipient, b)?;
-            let no_session = self
+            // A bundle with the pinned identity key changes nothing (the
+            // common case, no session to open); otherwise it matters only
+            // if it is going to start a session.
+            let pinned = self
                 .store
-                .read(|c| db::active_session(c, recipient).map_err(Into::into))?
-                .is_none();
-            if no_session {
+                .read(|c| db::contact(c, recipient).map_err(Into::into))?
+                .is_some_and(|(ik, _, _)| ik == b.identity_dh);
+            if !pinned && self.would_set_up(recipient, b)? {
                 self.write(|tx| {
                     self.observe_identity(tx, recipient, &b.identity_dh, now)
                         .map(|_| ())
@@ -431,12 +437,21 @@ impl<'a> Messaging<'a> {
             return Err(MessagingError::Untrusted(*peer));
         }
         let mut rng = self.rng.borrow_mut();
-        let id = match db::active_session(tx, peer)? {
-            Some(id) => id,
+        let active = match db::active_session(tx, peer)? {
+            Some(id) => {
+                let mut rec = db::load_session(tx, &self.key, id)?
+                    .ok_or_else(|| MessagingError::InvalidInput("session vanished".into()))?;
+                self.keep_session(tx, &mut rec, bundle)?
+                    .then_some((id, rec))
+            }
+            None => None,
+        };
+        let (id, mut rec) = match active {
+            Some(session) => session,
             None => {
-                // No session: the caller's bundle, else the newest one of
-                // theirs in the store (group fan-out to a member we never
-                // talked to).
+                // No session, or only one the peer may have refused: the
+                // caller's bundle, else the newest one of theirs in the
+                // store (group fan-out to a member we never talked to).
                 let stored;
                 let b = match bundle {
                     Some(b) => b,
@@ -471,15 +486,18 @@ impl<'a> Messaging<'a> {
                     ad: init.ad,
                     ratchet,
                     setup: Some((init.prefix, prekey_tag(&b.signed_prekey))),
+                    origin: Some(db::BundleOrigin::of(b, init.opk_id)),
+                    setup_drops: Vec::new(),
+                    delivered: false,
                 };
                 let _ = init.ek_public;
                 let id = db::insert_session(tx, &self.key, &rec, now)?;
+                // It sends from now on, also when it replaces a session.
+                db::make_newest_session(tx, peer, id)?;
                 self.refresh_session_tags(tx, id, &rec)?;
-                id
+                (id, rec)
             }
         };
-        let mut rec = db::load_session(tx, &self.key, id)?
-            .ok_or_else(|| MessagingError::InvalidInput("session vanished".into()))?;
         let (tag, prefix) = match &rec.setup {
             Some((prefix, tag)) => (*tag, prefix.clone()),
             None => {
@@ -502,6 +520,14 @@ impl<'a> Messaging<'a> {
         let outer = Envelope::header_bytes(&tag, expiry, &drop_hash);
         let (st, body) = rec.ratchet.encrypt(&rec.ad, &outer, &padded, &mut rng)?;
         rec.ratchet = st;
+        if rec.setup.is_some() && !rec.delivered {
+            // Until the peer answers: an ack of this envelope will prove
+            // that the peer accepted the setup.
+            if rec.setup_drops.len() >= db::MAX_SETUP_DROPS {
+                rec.setup_drops.remove(0);
+            }
+            rec.setup_drops.push(drop_hash);
+        }
         db::update_session(tx, &self.key, id, &rec, Some(now))?;
         let mut full = prefix;
         full.extend_from_slice(&body);
@@ -514,6 +540,64 @@ impl<'a> Messaging<'a> {
         .encode();
         db::push_outbox(tx, &env, now)?;
         Ok(env)
+    }
+
+    /// Whether to keep sending on the active session `rec` with its peer
+    /// rather than start a new one from `bundle` (else the newest stored
+    /// bundle of the peer). An answered session is always kept. One
+    /// we initiated that was never answered gives way to a newer bundle
+    /// ([`SessionRecord::superseded_by`]) unless an ack shows the peer read
+    /// one of its envelopes: its setup may have been refused (the one-time
+    /// prekey was taken by another initiator), and then nothing sent on it
+    /// would ever arrive. The peer keeps accepting a new setup, and the old
+    /// session stays here for a late reply.
+    fn keep_session(
+        &self,
+        tx: &Transaction<'_>,
+        rec: &mut SessionRecord,
+        bundle: Option<&PrekeyBundle>,
+    ) -> MResult<bool> {
+        if rec.setup.is_none() || rec.delivered {
+            return Ok(true);
+        }
+        let stored;
+        let b = match bundle {
+            Some(b) => b,
+            None => match db::latest_bundle(tx, &rec.peer)? {
+                Some(b) if x3dh::verify_bundle(&rec.peer, &b).is_ok() => {
+                    stored = b;
+                    &stored
+                }
+                _ => return Ok(true),
+            },
+        };
+        if !rec.superseded_by(b) {
+            return Ok(true);
+        }
+        if db::any_acked(tx, &rec.setup_drops)? {
+            // The peer holds this session: remember that for good (acks
+            // expire; the caller stores `rec`), it is never replaced.
+            rec.delivered = true;
+            rec.setup_drops.clear();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether sending to `peer` would start a new session from `bundle`
+    /// (none yet, or the active one gives way to it, see
+    /// [`Self::keep_session`]); read-only.
+    fn would_set_up(&self, peer: &AuthorId, bundle: &PrekeyBundle) -> MResult<bool> {
+        Ok(self.store.read(|c| {
+            let Some(id) = db::active_session(c, peer).map_err(crate::Error::from)? else {
+                return Ok(true);
+            };
+            let Some(rec) = db::load_session(c, &self.key, id).map_err(crate::Error::from)? else {
+                return Ok(true);
+            };
+            Ok(rec.superseded_by(bundle)
+                && !db::any_acked(c, &rec.setup_drops).map_err(crate::Error::from)?)
+        })?)
     }
 
     fn refresh_session_tags(
@@ -591,6 +675,7 @@ impl<'a> Messaging<'a> {
         rec.ratchet = st;
         // A reply arrived: the responder has our session, stop sending setup.
         rec.setup = None;
+        rec.setup_drops.clear();
         db::update_session(tx, &self.key, id, &rec, Some(now))?;
         self.refresh_session_tags(tx, id, &rec)?;
         let content = split_ack(unpad(&padded)?, outer, out)?;
@@ -641,6 +726,9 @@ impl<'a> Messaging<'a> {
             ad,
             ratchet: st,
             setup: None,
+            origin: None,
+            setup_drops: Vec::new(),
+            delivered: false,
         };
         self.observe_identity(tx, &h.initiator, &h.ik, now)?;
         let id = db::insert_session(tx, &self.key, &rec, now)?;

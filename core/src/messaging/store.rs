@@ -200,13 +200,75 @@ pub(crate) struct SessionRecord {
     /// Initiator only, until the first reply: the setup prefix to put in
     /// front of every message and the responder's prekey mailbox tag.
     pub(crate) setup: Option<(Vec<u8>, [u8; 32])>,
+    /// Initiator only: the bundle the session was built from (`None` for
+    /// sessions stored by version 1 of this record, and for responders).
+    pub(crate) origin: Option<BundleOrigin>,
+    /// Initiator only, until the first reply: drop hashes of the latest
+    /// envelopes sent with the setup prefix (at most [`MAX_SETUP_DROPS`]);
+    /// an ack of one proves the peer accepted the setup.
+    pub(crate) setup_drops: Vec<[u8; 32]>,
+    /// Initiator only: an ack of a setup envelope was seen, so the peer holds
+    /// this session even if it never answered.
+    pub(crate) delivered: bool,
 }
 
+/// Most setup-envelope drop hashes remembered per session.
+pub(crate) const MAX_SETUP_DROPS: usize = 32;
+
+/// The prekey bundle an initiator session was built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BundleOrigin {
+    pub(crate) created_at_ms: u64,
+    pub(crate) signed_prekey_id: u32,
+    pub(crate) one_time_prekey: Option<u32>,
+}
+
+impl BundleOrigin {
+    /// `bundle`, of which the one-time prekey `opk` was used.
+    pub(crate) fn of(bundle: &PrekeyBundle, opk: Option<u32>) -> Self {
+        BundleOrigin {
+            created_at_ms: bundle.created_at_ms,
+            signed_prekey_id: bundle.signed_prekey_id,
+            one_time_prekey: opk,
+        }
+    }
+}
+
+/// Version of the sealed session record (1: without origin, delivered
+/// flag and setup drops; still read).
+const SESSION_VERSION: u8 = 2;
+
 impl SessionRecord {
+    /// Whether a new setup from `bundle` should take over from this session:
+    /// we initiated it, the peer never answered it and no ack of it was seen,
+    /// and `bundle` is newer than the one it was built from (not older, and
+    /// another signed prekey, or the one-time prekey we used is no longer
+    /// listed: consumed, possibly by another initiator, whose setup then won
+    /// and ours was refused). Sessions stored by version 1 know only the
+    /// signed prekey (from the setup tag). The caller still checks acks
+    /// ([`any_acked`]) before replacing.
+    pub(crate) fn superseded_by(&self, bundle: &PrekeyBundle) -> bool {
+        let Some((_, tag)) = &self.setup else {
+            return false;
+        };
+        if self.delivered {
+            return false;
+        }
+        match &self.origin {
+            Some(o) => {
+                bundle.created_at_ms >= o.created_at_ms
+                    && (bundle.signed_prekey_id != o.signed_prekey_id
+                        || o.one_time_prekey
+                            .is_some_and(|id| bundle.one_time_prekeys.iter().all(|k| k.id != id)))
+            }
+            None => super::envelope::prekey_tag(&bundle.signed_prekey) != *tag,
+        }
+    }
+
     pub(crate) fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let st = self.ratchet.to_bytes();
-        let mut w = SecretBuf::with_capacity(st.len() + 512);
-        w.u8(1)
+        let mut w = SecretBuf::with_capacity(st.len() + 512 + 32 * self.setup_drops.len());
+        w.u8(SESSION_VERSION)
             .bytes(self.peer.as_bytes())
             .bytes(&self.peer_ik)
             .u32(self.ad.len() as u32)
@@ -217,12 +279,27 @@ impl SessionRecord {
             None => w.u8(0),
             Some((prefix, tag)) => w.u8(1).u32(prefix.len() as u32).bytes(prefix).bytes(tag),
         };
+        // Version 2: origin bundle, delivered flag, setup drop hashes.
+        match &self.origin {
+            None => w.u8(0),
+            Some(o) => w
+                .u8(1)
+                .u64(o.created_at_ms)
+                .u32(o.signed_prekey_id)
+                .u8(u8::from(o.one_time_prekey.is_some()))
+                .u32(o.one_time_prekey.unwrap_or(0)),
+        };
+        w.u8(u8::from(self.delivered))
+            .u32(self.setup_drops.len() as u32);
+        for d in &self.setup_drops {
+            w.bytes(d);
+        }
         w.0
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> MResult<Self> {
         let mut r = Reader::new(bytes);
-        let _version = r.u8("session version")?;
+        let version = r.u8("session version")?;
         let peer = AuthorId::from_bytes(r.array("peer")?);
         let peer_ik = r.array("peer ik")?;
         let len = r.u32("ad len")? as usize;
@@ -236,6 +313,28 @@ impl SessionRecord {
         } else {
             None
         };
+        let (mut origin, mut delivered, mut setup_drops) = (None, false, Vec::new());
+        if version >= 2 {
+            if r.flag("origin")? {
+                let created_at_ms = r.u64("origin created at")?;
+                let signed_prekey_id = r.u32("origin signed prekey")?;
+                let has_opk = r.flag("origin one-time prekey flag")?;
+                let opk = r.u32("origin one-time prekey")?;
+                origin = Some(BundleOrigin {
+                    created_at_ms,
+                    signed_prekey_id,
+                    one_time_prekey: has_opk.then_some(opk),
+                });
+            }
+            delivered = r.flag("delivered")?;
+            let n = r.u32("setup drops")? as usize;
+            if n > MAX_SETUP_DROPS {
+                return Err(MessagingError::InvalidInput("too many setup drops".into()));
+            }
+            for _ in 0..n {
+                setup_drops.push(r.array("setup drop")?);
+            }
+        }
         r.finish()?;
         Ok(SessionRecord {
             peer,
@@ -243,6 +342,9 @@ impl SessionRecord {
             ad,
             ratchet,
             setup,
+            origin,
+            setup_drops,
+            delivered,
         })
     }
 }
@@ -319,6 +421,31 @@ pub(crate) fn active_session(conn: &Connection, peer: &AuthorId) -> MResult<Opti
         )?
         .query_row([peer.as_bytes()], |r| r.get(0))
         .optional()?)
+}
+
+/// Makes session `id` the one used for sending to `peer`: more recently
+/// active than every other session with them.
+pub(crate) fn make_newest_session(conn: &Connection, peer: &AuthorId, id: i64) -> MResult<()> {
+    conn.prepare_cached(
+        "UPDATE msg_sessions SET active_at = max(active_at, coalesce(
+             (SELECT max(active_at) + 1 FROM msg_sessions WHERE peer = ?2 AND id != ?1),
+             active_at))
+         WHERE id = ?1",
+    )?
+    .execute(params![id, peer.as_bytes()])?;
+    Ok(())
+}
+
+/// Whether the envelope carrier saw an ack for any of `drops` (drop
+/// hashes): only the recipient, after reading the envelope, can make one.
+pub(crate) fn any_acked(conn: &Connection, drops: &[[u8; 32]]) -> MResult<bool> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM mailbox_acks WHERE drop_hash = ?1")?;
+    for d in drops {
+        if stmt.exists([d.as_slice()])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 // ----- setup replay ----------------------------------------------------------

@@ -463,6 +463,261 @@ fn two_setups_naming_one_one_time_prekey_only_the_first_succeeds() {
     assert_eq!(text_of(&c, &from_d), "from d");
 }
 
+/// How many sessions `p` holds with `peer`.
+fn sessions_with(p: &Party, peer: &Party) -> i64 {
+    p.store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM msg_sessions WHERE peer = ?1",
+                [peer.author().as_bytes()],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+}
+
+/// `p`'s messaging with the clock at `at`.
+fn at(p: &Party, at: u64) -> Messaging<'_> {
+    let m = p.os();
+    m.set_now(at);
+    m
+}
+
+/// C's bundle restricted to one one-time prekey, so that A and B both pick
+/// it: A's setup reaches C first and wins, B's is refused.
+fn collided() -> (Party, Party, Party, PrekeyBundle) {
+    let (a, b, c) = (Party::new(1), Party::new(2), Party::new(3));
+    let mut cb = c.bundle();
+    cb.one_time_prekeys.truncate(1);
+    let cb = super::x3dh::sign_bundle(&c.id, cb);
+    let from_a = a.os().encrypt_dm(&c.author(), Some(&cb), "from a").unwrap();
+    let from_b = b.os().encrypt_dm(&c.author(), Some(&cb), "from b").unwrap();
+    assert_eq!(text_of(&c, &from_a), "from a");
+    let err = c.os().receive(&from_b).unwrap_err();
+    assert!(
+        matches!(err, MessagingError::PrekeyUnavailable(_)),
+        "{err:?}"
+    );
+    (a, b, c, cb)
+}
+
+#[test]
+fn the_losing_initiator_gets_through_once_a_newer_bundle_is_known() {
+    let (a, b, c, cb) = collided();
+    // With only the bundle it used, B keeps its session (it cannot know
+    // better), and C keeps refusing it. (A burst within one millisecond
+    // moves the session's activity time ahead of the clock.)
+    for _ in 0..5 {
+        let again = at(&b, T0 + 1)
+            .encrypt_dm(&c.author(), Some(&cb), "still b")
+            .unwrap();
+        assert!(matches!(
+            c.os().receive(&again),
+            Err(MessagingError::PrekeyUnavailable(_))
+        ));
+    }
+    assert_eq!(sessions_with(&b, &c), 1);
+    // C publishes a newer bundle (the consumed prekey is gone from it). B's
+    // next message starts a new session from it and arrives, although C
+    // never wrote to B.
+    let fresh = match at(&c, T0 + 2).publish_prekeys().unwrap() {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    let env = at(&b, T0 + 3)
+        .encrypt_dm(&c.author(), Some(&fresh), "b again")
+        .unwrap();
+    assert_eq!(sessions_with(&b, &c), 2);
+    let got = at(&c, T0 + 3).receive(&env).unwrap().unwrap();
+    let m = got.message.unwrap();
+    assert_eq!((m.text.as_str(), m.sender), ("b again", b.author()));
+    assert!(got.ack.is_some());
+    // The new session is not replaced again by the same bundle, and works
+    // both ways from here on.
+    let env = at(&b, T0 + 4)
+        .encrypt_dm(&c.author(), Some(&fresh), "b third")
+        .unwrap();
+    assert_eq!(sessions_with(&b, &c), 2);
+    assert_eq!(text_of(&c, &env), "b third");
+    let r = at(&c, T0 + 5)
+        .encrypt_dm(&b.author(), None, "c to b")
+        .unwrap();
+    assert_eq!(
+        at(&b, T0 + 5)
+            .receive(&r)
+            .unwrap()
+            .unwrap()
+            .message
+            .unwrap()
+            .text,
+        "c to b"
+    );
+    let env = at(&b, T0 + 6)
+        .encrypt_dm(&c.author(), Some(&fresh), "b fourth")
+        .unwrap();
+    assert_eq!(text_of(&c, &env), "b fourth");
+    assert_eq!(sessions_with(&c, &b), 1);
+    // A, whose setup won, was never disturbed: C answers it on its session.
+    let r = at(&c, T0 + 7)
+        .encrypt_dm(&a.author(), None, "c to a")
+        .unwrap();
+    assert_eq!(text_of(&a, &r), "c to a");
+    assert_eq!(sessions_with(&a, &c), 1);
+}
+
+#[test]
+fn an_answered_session_is_not_replaced_by_a_newer_bundle() {
+    let (a, b) = established();
+    let before = a.os().session(&b.author()).unwrap().unwrap();
+    // B publishes a newer bundle: new signed prekey, and the one-time
+    // prekey A used is gone.
+    let newer = match at(&b, T0 + super::api::SIGNED_PREKEY_ROTATION_MS + 1)
+        .publish_prekeys()
+        .unwrap()
+    {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    let env = at(&a, T0 + super::api::SIGNED_PREKEY_ROTATION_MS + 2)
+        .encrypt_dm(&b.author(), Some(&newer), "same session")
+        .unwrap();
+    assert_eq!(sessions_with(&a, &b), 1);
+    // Sent on the established chain (its tag), not as a new setup.
+    assert_eq!(
+        Envelope::decode(&env).unwrap().tag,
+        session_tag(before.ratchet.sending_header_key().unwrap())
+    );
+    assert_eq!(text_of(&b, &env), "same session");
+    assert_eq!(sessions_with(&b, &a), 1);
+}
+
+#[test]
+fn an_unanswered_but_acked_session_is_not_replaced() {
+    let (a, c) = (Party::new(1), Party::new(3));
+    let cb = c.bundle();
+    let e = a.os().encrypt_dm(&c.author(), Some(&cb), "one").unwrap();
+    let got = c.os().receive(&e).unwrap().unwrap();
+    // The ack reaches A through the carrier: C holds A's session.
+    let ack = got.ack.unwrap();
+    a.store
+        .write(|tx| crate::mailbox::apply_ack(tx, &ack, T0).map(|_| ()))
+        .unwrap();
+    let fresh = match at(&c, T0 + 1).publish_prekeys().unwrap() {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    for (i, text) in ["two", "three"].into_iter().enumerate() {
+        let e = at(&a, T0 + 2 + i as u64)
+            .encrypt_dm(&c.author(), Some(&fresh), text)
+            .unwrap();
+        assert_eq!(sessions_with(&a, &c), 1, "{text}");
+        assert_eq!(text_of(&c, &e), text);
+    }
+    assert!(a.os().session(&c.author()).unwrap().unwrap().delivered);
+    assert_eq!(sessions_with(&c, &a), 1);
+}
+
+#[test]
+fn a_second_setup_from_the_same_peer_is_accepted_and_the_old_session_still_works() {
+    // A's setup reached C, but A saw neither a reply nor an ack: on C's
+    // newer bundle A starts over. C accepts the second setup; a late
+    // message of the first session and C's reply still arrive.
+    let (a, c) = (Party::new(1), Party::new(3));
+    let cb = c.bundle();
+    let e1 = a.os().encrypt_dm(&c.author(), Some(&cb), "one").unwrap();
+    let e2 = at(&a, T0 + 1)
+        .encrypt_dm(&c.author(), Some(&cb), "two")
+        .unwrap();
+    assert_eq!(text_of(&c, &e1), "one");
+    let fresh = match at(&c, T0 + 2).publish_prekeys().unwrap() {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    let e3 = at(&a, T0 + 3)
+        .encrypt_dm(&c.author(), Some(&fresh), "three")
+        .unwrap();
+    assert_eq!(sessions_with(&a, &c), 2);
+    assert_eq!(
+        at(&c, T0 + 3)
+            .receive(&e3)
+            .unwrap()
+            .unwrap()
+            .message
+            .unwrap()
+            .text,
+        "three"
+    );
+    assert_eq!(sessions_with(&c, &a), 2);
+    assert_eq!(
+        at(&c, T0 + 4)
+            .receive(&e2)
+            .unwrap()
+            .unwrap()
+            .message
+            .unwrap()
+            .text,
+        "two"
+    );
+    let r = at(&c, T0 + 5)
+        .encrypt_dm(&a.author(), None, "reply")
+        .unwrap();
+    assert_eq!(
+        at(&a, T0 + 5)
+            .receive(&r)
+            .unwrap()
+            .unwrap()
+            .message
+            .unwrap()
+            .text,
+        "reply"
+    );
+    let e4 = at(&a, T0 + 6)
+        .encrypt_dm(&c.author(), Some(&fresh), "four")
+        .unwrap();
+    assert_eq!(text_of(&c, &e4), "four");
+    assert_eq!(sessions_with(&a, &c), 2);
+    let texts: Vec<String> = c
+        .os()
+        .messages(Conversation::Direct(a.author()))
+        .unwrap()
+        .into_iter()
+        .filter(|m| !m.outgoing)
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["one", "three", "two", "four"]);
+}
+
+#[test]
+fn a_version_1_session_record_is_read_and_judged_by_its_signed_prekey() {
+    let (a, c) = (Party::new(1), Party::new(3));
+    let cb = c.bundle();
+    a.os().encrypt_dm(&c.author(), Some(&cb), "one").unwrap();
+    let mut rec = a.os().session(&c.author()).unwrap().unwrap();
+    rec.origin = None;
+    rec.setup_drops.clear();
+    // Version 1 had nothing after the setup: drop origin flag, delivered
+    // flag and the drop count.
+    let mut v1 = rec.to_bytes().to_vec();
+    v1.truncate(v1.len() - 6);
+    v1[0] = 1;
+    let old = super::store::SessionRecord::from_bytes(&v1).unwrap();
+    assert!(old.origin.is_none() && old.setup.is_some());
+    // Same signed prekey: kept (the one-time prekey is not known).
+    let same = match at(&c, T0 + 1).publish_prekeys().unwrap() {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    assert!(!old.superseded_by(&same));
+    let rotated = match at(&c, T0 + super::api::SIGNED_PREKEY_ROTATION_MS + 1)
+        .publish_prekeys()
+        .unwrap()
+    {
+        Payload::PrekeyBundle(x) => x,
+        other => panic!("{other:?}"),
+    };
+    assert!(old.superseded_by(&rotated));
+}
+
 /// A group of A (admin), B and C, everyone holding everyone's sender key.
 fn group3() -> (Party, Party, Party, GroupId) {
     let (a, b, c) = (Party::new(1), Party::new(2), Party::new(3));

@@ -125,6 +125,8 @@ pub(crate) struct Initiated {
     /// the responder's first reply.
     pub(crate) prefix: Vec<u8>,
     pub(crate) ek_public: [u8; 32],
+    /// The id of the one-time prekey used, if any.
+    pub(crate) opk_id: Option<u32>,
 }
 
 /// The initiator's side: verifies the bundle, picks a one-time prekey (if
@@ -176,6 +178,7 @@ pub(crate) fn initiate(
         ad: session_ad(&me_id, peer, &ik, &bundle.identity_dh),
         prefix,
         ek_public: ek.public,
+        opk_id: opk.map(|k| k.id),
     })
 }
 
