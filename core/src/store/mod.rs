@@ -119,6 +119,14 @@ impl Store {
         writer.pragma_update(None, "wal_autocheckpoint", 16_000)?;
         writer.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         migrations::migrate(&mut writer)?;
+        // A large WAL left behind (by a migration that rewrote tables, or a
+        // process killed mid bulk sync) would make every later open scan
+        // it to rebuild the WAL index: copy it into the database and cut it
+        // now. Busy (another process reading) just leaves it for later.
+        if std::fs::metadata(wal_path(path)).is_ok_and(|m| m.len() > BACKGROUND_CHECKPOINT_BYTES) {
+            let _busy: i64 =
+                writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        }
 
         let reader = Connection::open_with_flags(
             path,
