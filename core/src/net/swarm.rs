@@ -268,8 +268,16 @@ fn handle_behaviour(
                 .take(8)
                 .cloned()
                 .collect();
-            for a in &addrs {
-                swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+            // Only DHT servers belong in the routing table: a client-mode
+            // peer refuses requests, and handing it out as a closer peer
+            // wastes the asker's dials.
+            if info
+                .protocols
+                .contains(&crate::net::behaviour::KAD_PROTOCOL)
+            {
+                for a in &addrs {
+                    swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                }
             }
             if !addrs.is_empty() {
                 let _ = persist::remember_peer(&inner.node, &peer_id, &addrs);
