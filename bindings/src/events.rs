@@ -64,6 +64,16 @@ pub enum NodeEvent {
         /// Its size in bytes.
         size: u64,
     },
+    /// An end-to-end encrypted message arrived and was stored. The text is
+    /// not in the event: read the conversation's messages.
+    MessageReceived {
+        /// Its id in the message history.
+        message_id: i64,
+        /// The conversation it belongs to.
+        conversation: crate::messaging::Conversation,
+        /// Who sent it (`stl1…`).
+        sender_id: String,
+    },
 }
 
 /// Receives node events; implement it and pass it to
@@ -196,6 +206,15 @@ pub(crate) fn from_core(event: starling_core::events::NodeEvent) -> Option<NodeE
         E::BlobFetched { blob, size } => Some(NodeEvent::BlobFetched {
             blob_id: blob.to_string(),
             size,
+        }),
+        E::MessageReceived {
+            message_id,
+            conversation,
+            sender,
+        } => Some(NodeEvent::MessageReceived {
+            message_id,
+            conversation: conversation.into(),
+            sender_id: sender.to_string(),
         }),
         _ => None,
     }

@@ -59,6 +59,17 @@ pub enum NodeEvent {
         /// Its size in bytes.
         size: u64,
     },
+    /// An end-to-end encrypted message arrived, was decrypted and stored
+    /// (1:1 or group). The text is not in the event (events may be logged):
+    /// read it from the conversation's history.
+    MessageReceived {
+        /// Its row id in the message history.
+        message_id: i64,
+        /// The conversation it belongs to.
+        conversation: crate::messaging::Conversation,
+        /// Who sent it (authenticated by the session or sender key).
+        sender: AuthorId,
+    },
 }
 
 /// How many events a subscriber may fall behind before it sees `Lagged`.

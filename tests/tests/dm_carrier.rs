@@ -7,6 +7,7 @@
 
 mod net_util;
 
+use starling_core::events::NodeEvent;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -147,6 +148,7 @@ async fn connected_nodes_get_messages_live_both_ways() {
             has_feed_of(&a, &b) && has_feed_of(&b, &a)
         })
         .await;
+        let mut b_events = b.node.subscribe();
         for i in 0..5 {
             let text = format!("live {i}");
             let sent = Instant::now();
@@ -161,6 +163,21 @@ async fn connected_nodes_get_messages_live_both_ways() {
             .await;
             eprintln!("live DM {i} delivered in {:?}", sent.elapsed());
         }
+        // Each one was announced to B's app, without its text.
+        let mut announced = 0;
+        while let Ok(event) = b_events.try_recv() {
+            if let NodeEvent::MessageReceived {
+                conversation,
+                sender,
+                ..
+            } = event
+            {
+                assert_eq!(conversation, Conversation::Direct(a.me));
+                assert_eq!(sender, a.me);
+                announced += 1;
+            }
+        }
+        assert_eq!(announced, 5, "one MessageReceived per message");
         b.node
             .with_messaging(|m| m.encrypt_dm(&a.me, None, "reply"))
             .unwrap()

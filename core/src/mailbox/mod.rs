@@ -461,7 +461,17 @@ fn open_locally(node: &Node, bytes: &[u8]) -> Option<Option<[u8; ACK_SECRET_LEN]
         m.receive(bytes)
     });
     match result {
-        Ok(Ok(Some(r))) => Some(r.ack),
+        Ok(Ok(Some(r))) => {
+            // Stored (committed) by `receive`: apps may read it now.
+            if let Some(msg) = &r.message {
+                node.emit(crate::events::NodeEvent::MessageReceived {
+                    message_id: msg.id,
+                    conversation: msg.conversation,
+                    sender: msg.sender,
+                });
+            }
+            Some(r.ack)
+        }
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "an envelope for us could not be read");

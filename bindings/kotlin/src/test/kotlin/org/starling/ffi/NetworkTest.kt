@@ -215,10 +215,19 @@ class NetworkTest {
             assertTrue(sent.outgoing)
             assertEquals("secret hello", sent.text)
 
+            // The app hears of the reply by an event (without its text).
+            val replyEvent =
+                async(start = CoroutineStart.UNDISPATCHED) {
+                    withTimeout(30_000) { a.events().filterIsInstance<NodeEvent.MessageReceived>().first() }
+                }
+            awaitSubscriptions(1)
             b.sendDm(p.aId, "secret reply")
             eventually(timeoutMs = 30_000, what = "a reads b's reply") {
                 a.directMessages(p.bId).any { it.text == "secret reply" && !it.outgoing }
             }
+            val heard = replyEvent.await()
+            assertEquals(Conversation.Direct(p.bId), heard.conversation)
+            assertEquals(p.bId, heard.senderId)
             val convs = b.conversations()
             assertEquals(listOf(Conversation.Direct(p.aId)), convs.map { it.conversation })
             assertEquals(2uL, convs.single().messageCount)
