@@ -519,10 +519,15 @@ impl Network {
     /// Errors: [`Error::Io`] if the dial fails or times out.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
         let (tx, rx) = oneshot::channel();
-        let peer = addr.iter().find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        });
+        // The last peer id names the target: in a relay circuit address
+        // (`…/p2p/RELAY/p2p-circuit/p2p/TARGET`) the first one is the relay.
+        let peer = addr
+            .iter()
+            .filter_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            })
+            .last();
         if let Some(p) = peer
             && self.inner.state().connected.contains_key(&p)
         {

@@ -175,6 +175,14 @@ fn handle_event(
     match event {
         SwarmEvent::NewListenAddr { address, .. } => {
             tracing::info!(%address, "listening");
+            // A node run as a public relay is reachable where it listens
+            // (that is what its operator says by enabling the role). The
+            // relay server only serves reservations, and Kademlia only
+            // answers, once the swarm has an external address; AutoNAT
+            // never confirms one on a LAN or loopback, so take them here.
+            if inner.config.relay_server && !is_circuit(&address) && !is_unspecified(&address) {
+                swarm.add_external_address(address.clone());
+            }
             inner.state().listen.push(address);
         }
         SwarmEvent::ExpiredListenAddr { address, .. } => {
