@@ -244,11 +244,11 @@ impl Store {
     }
 }
 
-/// Page cache of the writer connection, in KiB. Large enough for the
-/// entry-id index of a store of 100,000 entries (ingest probes and extends
-/// it at random places), small enough for a phone's background budget
-/// (docs/BENCHMARKS.md: receiver RSS during a bulk sync).
-const WRITER_CACHE_KIB: i64 = 3 * 1024;
+/// Page cache of the writer connection, in KiB (SQLite's default): the hot
+/// pages of ingest's indexes, small enough for a phone's background memory
+/// budget (docs/BENCHMARKS.md: receiver RSS during a bulk sync; bigger
+/// caches bought little speed there, the writes are dominated by commits).
+const WRITER_CACHE_KIB: i64 = 2 * 1024;
 /// Page cache of the reader connection, in KiB (SQLite's default): a view
 /// reads a few index ranges and the rows of one page.
 const READER_CACHE_KIB: i64 = 2 * 1024;
