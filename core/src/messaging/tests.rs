@@ -483,6 +483,17 @@ fn at(p: &Party, at: u64) -> Messaging<'_> {
     m
 }
 
+/// [`text_of`] with the receiver's clock at `now`.
+fn text_at(p: &Party, now: u64, env: &[u8]) -> String {
+    at(p, now)
+        .receive(env)
+        .unwrap()
+        .expect("mine")
+        .message
+        .expect("a message")
+        .text
+}
+
 /// C's bundle restricted to one one-time prekey, so that A and B both pick
 /// it: A's setup reaches C first and wins, B's is refused.
 fn collided() -> (Party, Party, Party, PrekeyBundle) {
@@ -542,16 +553,7 @@ fn the_losing_initiator_gets_through_once_a_newer_bundle_is_known() {
     let r = at(&c, T0 + 5)
         .encrypt_dm(&b.author(), None, "c to b")
         .unwrap();
-    assert_eq!(
-        at(&b, T0 + 5)
-            .receive(&r)
-            .unwrap()
-            .unwrap()
-            .message
-            .unwrap()
-            .text,
-        "c to b"
-    );
+    assert_eq!(text_at(&b, T0 + 5, &r), "c to b");
     let env = at(&b, T0 + 6)
         .encrypt_dm(&c.author(), Some(&fresh), "b fourth")
         .unwrap();
@@ -661,16 +663,7 @@ fn a_second_setup_from_the_same_peer_is_accepted_and_the_old_session_still_works
     let r = at(&c, T0 + 5)
         .encrypt_dm(&a.author(), None, "reply")
         .unwrap();
-    assert_eq!(
-        at(&a, T0 + 5)
-            .receive(&r)
-            .unwrap()
-            .unwrap()
-            .message
-            .unwrap()
-            .text,
-        "reply"
-    );
+    assert_eq!(text_at(&a, T0 + 5, &r), "reply");
     let e4 = at(&a, T0 + 6)
         .encrypt_dm(&c.author(), Some(&fresh), "four")
         .unwrap();
