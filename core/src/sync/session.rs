@@ -860,7 +860,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
             loop {
                 match events.try_recv() {
-                    Ok(ev) => self.on_event(ev)?,
+                    Ok(ev) => self.on_event(ev),
                     Err(broadcast::error::TryRecvError::Lagged(_)) => self.on_lag(),
                     Err(_) => break,
                 }
@@ -928,7 +928,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     }
                 }
                 Wake::Ctrl(None) | Wake::Stop => return Ok(()),
-                Wake::Event(Ok(ev)) => self.on_event(ev)?,
+                Wake::Event(Ok(ev)) => self.on_event(ev),
                 Wake::Mailbox(Err(broadcast::error::RecvError::Closed)) => mailbox = None,
                 Wake::Mailbox(ev) => self.on_mailbox(ev)?,
                 Wake::Event(Err(broadcast::error::RecvError::Lagged(_))) => self.on_lag(),
@@ -1060,9 +1060,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         Ok(())
     }
 
-    fn on_event(&mut self, ev: NodeEvent) -> Result<(), SyncError> {
+    fn on_event(&mut self, ev: NodeEvent) {
         let NodeEvent::EntryAdded { author, .. } = ev else {
-            return Ok(());
+            return;
         };
         {
             let mut sh = lock(&self.shared);
@@ -1082,7 +1082,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             self.graph_epoch = epoch;
             self.scope_dirty = true;
         }
-        Ok(())
     }
 
     /// Events were lost: re-check every feed the peer wants, and the scope.
