@@ -15,7 +15,7 @@ use crate::feed::{EncryptionKeyAnnouncement, Payload, Post, Profile};
 use crate::identity::at_rest;
 use crate::identity::id::{AuthorId, EntryId};
 use crate::identity::keys::{Identity, RootSeed};
-use crate::store::apply::Effects;
+use crate::store::apply::{self, Effects};
 use crate::store::export::FeedFileReader;
 use crate::store::{
     DATABASE_FILE, Store, export, graph, ingest, now_ms, publish, queries, secrets,
@@ -216,7 +216,7 @@ impl Node {
                     ),
                 });
                 effects.merge(
-                    publish::publish_in_tx(tx, identity.signing_key(), &announcement, now)?.1,
+                    publish::publish_in_tx(tx, identity.signing_key(), &announcement, now)?.effects,
                 );
                 if let Some(name) = name {
                     let profile = Payload::Profile(Profile {
@@ -225,7 +225,7 @@ impl Node {
                         avatar: None,
                     });
                     effects.merge(
-                        publish::publish_in_tx(tx, identity.signing_key(), &profile, now)?.1,
+                        publish::publish_in_tx(tx, identity.signing_key(), &profile, now)?.effects,
                     );
                 }
             }
@@ -297,24 +297,19 @@ impl Node {
     /// deleting an entry that is not stored.
     pub fn publish(&self, payload: Payload) -> Result<EntryId> {
         let identity = self.unlocked()?;
-        let (id, effects) = self.store.write(|tx| {
+        let published = self.store.write(|tx| {
             let out = publish::publish_in_tx(tx, identity.signing_key(), &payload, now_ms())?;
-            self.events.note_local([out.0]);
+            self.events.note_local([out.id]);
             Ok(out)
         })?;
-        self.after_write(effects)?;
-        if let Some((author, seq)) = self
-            .store
-            .read(|c| crate::store::replication::entry_position(c, &id))?
-        {
-            self.events.emit(NodeEvent::EntryAdded {
-                id,
-                author,
-                seq,
-                own: true,
-            });
-        }
-        Ok(id)
+        self.after_write(published.effects)?;
+        self.events.emit(NodeEvent::EntryAdded {
+            id: published.id,
+            author: identity.author_id(),
+            seq: published.seq,
+            own: true,
+        });
+        Ok(published.id)
     }
 
     /// Publishes a post. For a reply, pass the post replied to as
@@ -457,6 +452,14 @@ impl Node {
     /// 1024 bytes.
     pub fn search(&self, query: &str, page: PageRequest) -> Result<Page<PostView>> {
         let me = self.me_or_nobody()?;
+        // Own posts (from this process or a CLI beside it) may still wait
+        // for the full-text index: index them first, so a search always
+        // sees every stored post.
+        let (through, newest) = self.store.read(apply::search_index_bounds)?;
+        if newest > through {
+            self.store
+                .write(|tx| apply::index_pending_posts(tx).map(|_| ()))?;
+        }
         self.store.read(|c| queries::search(c, &me, query, &page))
     }
 
@@ -974,6 +977,176 @@ mod tests {
         assert!(matches!(
             node.delete(EntryId::from_bytes([1; 32])),
             Err(Error::NotFound(_))
+        ));
+    }
+
+    /// Own posts not yet in the full-text index, read without catching up.
+    fn posts_waiting_for_search(node: &Node) -> i64 {
+        let (through, newest) = node.store().read(apply::search_index_bounds).unwrap();
+        newest - through
+    }
+
+    /// Posts matching `word` in the full-text index itself (no catch-up).
+    fn indexed_matches(node: &Node, word: &str) -> i64 {
+        node.store()
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?1",
+                    [word],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    }
+
+    fn check_search_index_integrity(node: &Node) {
+        node.store()
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO posts_fts (posts_fts) VALUES ('integrity-check')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn own_posts_enter_the_search_index_in_batches_and_a_search_catches_up() {
+        let (_d, node) = node();
+        let search = |q: &str| node.search(q, PageRequest::first(100)).unwrap().items;
+        node.post("pelicanfeather one", None).unwrap();
+        node.post("pelicanfeather two", None).unwrap();
+        // The two commits wrote no index segment...
+        assert_eq!(posts_waiting_for_search(&node), 2);
+        assert_eq!(indexed_matches(&node, "pelicanfeather"), 0);
+        // ...yet a search sees both, having indexed them first.
+        assert_eq!(search("pelicanfeather").len(), 2);
+        assert_eq!(posts_waiting_for_search(&node), 0);
+        assert_eq!(indexed_matches(&node, "pelicanfeather"), 2);
+
+        // A publish that finds a full batch waiting indexes the batch.
+        let batch = apply::OWN_POSTS_PER_INDEX_BATCH;
+        for i in 1..batch {
+            node.post(&format!("heron number {i}"), None).unwrap();
+        }
+        assert_eq!(posts_waiting_for_search(&node), batch - 1);
+        assert_eq!(indexed_matches(&node, "heron"), 0);
+        node.post("heron number last", None).unwrap();
+        assert_eq!(posts_waiting_for_search(&node), 0);
+        assert_eq!(indexed_matches(&node, "heron"), batch);
+
+        // An ingested batch takes waiting own posts along.
+        node.post("ibisplume mine", None).unwrap();
+        let mut a = Author::new(4);
+        node.follow(a.id()).unwrap();
+        node.ingest(vec![a.post("ibisplume theirs").1]).unwrap();
+        assert_eq!(posts_waiting_for_search(&node), 0);
+        assert_eq!(indexed_matches(&node, "ibisplume"), 2);
+        check_search_index_integrity(&node);
+    }
+
+    #[test]
+    fn own_posts_waiting_for_the_index_survive_a_restart_and_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(InMemoryKeyProvider::random().unwrap());
+        let node = Node::open(dir.path(), keys.clone()).unwrap();
+        node.create_identity(Some("me")).unwrap();
+        node.post("cormorantwing before the crash", None).unwrap();
+        assert_eq!(posts_waiting_for_search(&node), 1);
+        // Nothing indexes on close: the text waits in the posts table.
+        drop(node);
+        let node = Node::open(dir.path(), keys.clone()).unwrap();
+        assert_eq!(posts_waiting_for_search(&node), 1);
+        // A second handle on the same store (as the CLI beside `serve`)
+        // publishes; this one's search still sees its post.
+        let cli = Node::open(dir.path(), keys).unwrap();
+        cli.post("cormorantwing from the other process", None)
+            .unwrap();
+        let found = node
+            .search("cormorantwing", PageRequest::first(10))
+            .unwrap()
+            .items;
+        assert_eq!(found.len(), 2);
+        check_search_index_integrity(&node);
+    }
+
+    #[test]
+    fn deleting_an_own_post_still_waiting_for_the_index_leaves_no_trace() {
+        let (dir, node) = node();
+        let id = node.post("quetzalsecret vanishes", None).unwrap();
+        node.post("quetzal stays", None).unwrap();
+        assert_eq!(posts_waiting_for_search(&node), 2);
+        node.delete(id).unwrap();
+        check_search_index_integrity(&node);
+        let found = node
+            .search("quetzal", PageRequest::first(10))
+            .unwrap()
+            .items;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].text.as_deref(), Some("quetzal stays"));
+        assert!(!contains(&all_db_bytes(dir.path()), b"quetzalsecret"));
+    }
+
+    #[test]
+    fn posts_after_a_purge_of_the_newest_rows_still_reach_the_search_index() {
+        let (_d, node) = node();
+        node.post("my first", None).unwrap();
+        let mut a = Author::new(4);
+        node.follow(a.id()).unwrap();
+        node.ingest(vec![
+            a.post("theirs one").1,
+            a.post("theirs two").1,
+            a.post("theirs three").1,
+        ])
+        .unwrap();
+        // Blocking purges the newest post rows: the next rowids are reused
+        // and must not count as indexed.
+        node.block(a.id()).unwrap();
+        node.post("kingfisherblue after the block", None).unwrap();
+        let found = node
+            .search("kingfisherblue", PageRequest::first(10))
+            .unwrap()
+            .items;
+        assert_eq!(found.len(), 1);
+        check_search_index_integrity(&node);
+    }
+
+    #[test]
+    fn an_author_feed_pages_in_feed_order_even_within_one_millisecond() {
+        let (_d, node) = node();
+        let me = node.whoami().unwrap();
+        // Published in a tight loop: many share a millisecond, where
+        // (time, id) order would differ from the order written.
+        let written: Vec<EntryId> = (0..25)
+            .map(|i| node.post(&format!("post {i}"), None).unwrap())
+            .collect();
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(4);
+        loop {
+            let got = node.feed(me, page.clone()).unwrap();
+            seen.extend(got.items.iter().map(|p| p.id));
+            match got.next {
+                Some(next) => page.before = Some(next),
+                None => break,
+            }
+        }
+        let newest_first: Vec<EntryId> = written.into_iter().rev().collect();
+        assert_eq!(seen, newest_first);
+        // A cursor from another list is refused, not misread.
+        let mut a = Author::new(4);
+        node.follow(a.id()).unwrap();
+        node.ingest(vec![a.post("theirs").1, a.post("theirs again").1])
+            .unwrap();
+        let theirs = node.feed(a.id(), PageRequest::first(1)).unwrap();
+        assert_eq!(theirs.items.len(), 1);
+        let foreign = PageRequest {
+            before: theirs.next,
+            ..PageRequest::first(4)
+        };
+        assert!(matches!(
+            node.feed(me, foreign),
+            Err(Error::InvalidInput(_))
         ));
     }
 

@@ -42,46 +42,62 @@ impl Effects {
     }
 }
 
-/// Post rows whose text is stored but not yet in the full-text index.
+/// Brings the full-text index up to date with the `posts` table.
 ///
-/// Why deferred: inside a transaction, every statement that may abort opens
-/// a statement savepoint, and FTS5 writes its pending terms to disk as a new
-/// index segment at each savepoint. Indexing post by post therefore made one
-/// segment per post (and the merges to match), which was a third of ingest
-/// time. Queued rows are indexed by one `INSERT .. SELECT`, so a batch makes
-/// one segment. Whoever fills the queue must [`flush`](Self::flush) it before
-/// committing; content erasure flushes first (FTS5 can only remove terms it
-/// has indexed).
-#[derive(Debug, Default)]
-pub(crate) struct PendingFts {
-    rowids: Vec<i64>,
-}
-
-impl PendingFts {
-    /// Indexes the queued post rows' text (those not erased meanwhile).
-    pub fn flush(&mut self, tx: &rusqlite::Connection) -> Result<()> {
-        if self.rowids.is_empty() {
-            return Ok(());
-        }
-        let mut list = String::with_capacity(2 + self.rowids.len() * 8);
-        list.push('[');
-        for (i, rowid) in self.rowids.iter().enumerate() {
-            if i > 0 {
-                list.push(',');
-            }
-            list.push_str(&rowid.to_string());
-        }
-        list.push(']');
-        tx.prepare_cached(
+/// The index holds exactly the posts whose rowid is at most
+/// `search_progress.indexed_through`; rows above it were stored since and
+/// are indexed here by one `INSERT .. SELECT` (rowids only grow, see
+/// [`purge_author`]). Why not index each post as it is stored:
+///
+/// - Ingest: inside a transaction every statement that may abort opens a
+///   statement savepoint, and FTS5 writes its pending terms to disk as a new
+///   index segment at each one; indexing post by post made one segment per
+///   post (and the merges to match), a third of ingest time. A batch now
+///   makes one segment.
+/// - Publish: a segment, its structure record and the document size are
+///   about three of the eleven pages a post's commit wrote, and every page
+///   is paid for in the commit's fsync. Own posts wait for the next catch-up
+///   instead: an ingested batch, a search ([`crate::Node::search`] catches up
+///   first), a delete or block, or a publish that finds
+///   [`OWN_POSTS_PER_INDEX_BATCH`] posts waiting. The text waits in
+///   `posts.text`, where it is stored anyway, so a crash loses nothing and
+///   the next catch-up indexes it.
+///
+/// Content erasure ([`apply_delete`], [`purge_author`]) catches up first:
+/// FTS5 can only remove terms it has indexed. Returns how many posts were
+/// indexed.
+pub(crate) fn index_pending_posts(tx: &rusqlite::Connection) -> Result<usize> {
+    let (through, newest) = search_index_bounds(tx)?;
+    if newest <= through {
+        return Ok(0);
+    }
+    let indexed = tx
+        .prepare_cached(
             "INSERT INTO posts_fts (rowid, text)
              SELECT rowid, text FROM posts
-             WHERE rowid IN (SELECT value FROM json_each(?1)) AND deleted = 0 AND text IS NOT NULL
+             WHERE rowid > ?1 AND rowid <= ?2 AND deleted = 0 AND text IS NOT NULL
              ORDER BY rowid",
         )?
-        .execute([list])?;
-        self.rowids.clear();
-        Ok(())
-    }
+        .execute(params![through, newest])?;
+    tx.prepare_cached("UPDATE search_progress SET indexed_through = ?1 WHERE id = 1")?
+        .execute([newest])?;
+    Ok(indexed)
+}
+
+/// How many own posts may wait for the full-text index before a publish
+/// indexes them (see [`index_pending_posts`]): one index segment per this
+/// many posts instead of one per post.
+pub(crate) const OWN_POSTS_PER_INDEX_BATCH: i64 = 64;
+
+/// `(indexed_through, newest post rowid)`: the posts in between are not in
+/// the full-text index yet.
+pub(crate) fn search_index_bounds(conn: &rusqlite::Connection) -> Result<(i64, i64)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT indexed_through, COALESCE((SELECT MAX(rowid) FROM posts), 0)
+             FROM search_progress WHERE id = 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// The tip of `author`'s feed, if any of it is stored.
@@ -144,7 +160,6 @@ pub(crate) fn insert_entry(
     encoded: &[u8],
     payload: Option<(&[u8], &Payload)>,
     me: Option<&AuthorId>,
-    fts: &mut PendingFts,
 ) -> Result<Effects> {
     let seq = to_sql_int(entry.seq)?;
     let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
@@ -154,7 +169,7 @@ pub(crate) fn insert_entry(
     )?
     .execute(params![entry.author.as_bytes(), seq, id.as_bytes()])?;
     match payload {
-        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me, fts),
+        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me),
         None => Ok(Effects::default()),
     }
 }
@@ -169,11 +184,10 @@ pub(crate) fn insert_backfilled_entry(
     encoded: &[u8],
     payload: Option<(&[u8], &Payload)>,
     me: Option<&AuthorId>,
-    fts: &mut PendingFts,
 ) -> Result<Effects> {
     let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
     match payload {
-        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me, fts),
+        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me),
         None => Ok(Effects::default()),
     }
 }
@@ -245,7 +259,6 @@ pub(crate) fn attach_late_payload(
     bytes: &[u8],
     payload: &Payload,
     me: Option<&AuthorId>,
-    fts: &mut PendingFts,
 ) -> Result<Option<Effects>> {
     let tombstoned = is_tombstoned(tx, &entry.author, id)?;
     // `tag` is set exactly when a payload was applied once.
@@ -259,7 +272,7 @@ pub(crate) fn attach_late_payload(
     if n == 0 {
         return Ok(None);
     }
-    index_payload(tx, entry, id, payload, tombstoned, me, fts).map(Some)
+    index_payload(tx, entry, id, payload, tombstoned, me).map(Some)
 }
 
 /// Whether a delete by the target's own author exists for `target`.
@@ -270,7 +283,8 @@ fn is_tombstoned(tx: &Transaction<'_>, author: &AuthorId, target: &EntryId) -> R
 
 /// Writes the index rows a stored entry's payload implies. For an entry its
 /// author deleted (`tombstoned`) only the structural tombstone is indexed.
-/// A post's text is queued in `fts` for the full-text index.
+/// A post's text enters the full-text index at the next
+/// [`index_pending_posts`].
 fn index_payload(
     tx: &Transaction<'_>,
     entry: &Entry,
@@ -278,7 +292,6 @@ fn index_payload(
     payload: &Payload,
     tombstoned: bool,
     me: Option<&AuthorId>,
-    fts: &mut PendingFts,
 ) -> Result<Effects> {
     let author = entry.author.as_bytes();
     let seq = to_sql_int(entry.seq)?;
@@ -325,7 +338,6 @@ fn index_payload(
             if inserted == 0 {
                 return Ok(effects);
             }
-            fts.rowids.push(tx.last_insert_rowid());
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO mentions (entry_id, target, author, ts) VALUES (?1, ?2, ?3, ?4)",
             )?;
@@ -353,7 +365,6 @@ fn index_payload(
             effects.graph_changed |= changed;
             if changed && active && me == Some(&entry.author) && target != &entry.author {
                 // "A blocked feed is never stored": drop what we already hold.
-                fts.flush(tx)?;
                 effects.merge(purge_author(tx, target)?);
             }
         }
@@ -377,7 +388,6 @@ fn index_payload(
                 "INSERT OR IGNORE INTO deletes (delete_id, author, target) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![id.as_bytes(), author, target.as_bytes()])?;
-            fts.flush(tx)?;
             effects.merge(apply_delete(tx, &entry.author, target)?);
         }
         Payload::EncryptionKey(k) => {
@@ -433,8 +443,7 @@ fn set_relation(
 /// Applies `author`'s delete of `target` if the target is stored and is
 /// `author`'s own: removes the payload, the post text, its FTS terms,
 /// mentions and a reaction. The entry itself stays, so the chain remains
-/// verifiable, and the post row stays as a tombstone. Queued full-text rows
-/// must be flushed first ([`PendingFts::flush`]).
+/// verifiable, and the post row stays as a tombstone.
 pub(crate) fn apply_delete(
     tx: &Transaction<'_>,
     author: &AuthorId,
@@ -459,6 +468,8 @@ pub(crate) fn apply_delete(
 /// and a post tombstone.
 fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
     let t = target.as_bytes();
+    // FTS5 can only remove terms it has indexed.
+    index_pending_posts(tx)?;
     tx.prepare_cached("UPDATE entries SET payload = NULL WHERE id = ?1 AND payload IS NOT NULL")?
         .execute([t])?;
     let post: Option<(i64, bool)> = tx
@@ -490,10 +501,11 @@ fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
 
 /// Removes everything stored of `author`'s feed: entries and payloads, index
 /// rows, FTS terms, fork evidence and the state the feed derived. Used when
-/// the local user blocks `author`. Queued full-text rows must be flushed
-/// first ([`PendingFts::flush`]).
+/// the local user blocks `author`.
 pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Effects> {
     let a = author.as_bytes();
+    // FTS5 can only remove terms it has indexed.
+    index_pending_posts(tx)?;
     {
         let mut rows =
             tx.prepare_cached("SELECT rowid FROM posts WHERE author = ?1 AND deleted = 0")?;
@@ -519,6 +531,14 @@ pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Ef
     ] {
         tx.prepare_cached(sql)?.execute([a])?;
     }
+    // The purged rows may have been the newest: the next post then reuses
+    // a rowid at or below the old watermark, which must not count as
+    // indexed. Everything left is indexed, so the watermark drops to it.
+    tx.prepare_cached(
+        "UPDATE search_progress SET indexed_through =
+             MIN(indexed_through, COALESCE((SELECT MAX(rowid) FROM posts), 0)) WHERE id = 1",
+    )?
+    .execute([])?;
     Ok(Effects {
         erased_content: true,
         graph_changed: true,

@@ -468,13 +468,12 @@ fn write_planned(
 ) -> Result<IngestOutcome> {
     let mut out = IngestOutcome::default();
     let (report, effects) = (&mut out.report, &mut out.effects);
-    let mut fts = apply::PendingFts::default();
     for p in planned {
         let payload = p.payload.as_ref().map(|(b, d)| (*b, d));
         match &p.action {
             Action::Append | Action::Head => {
                 effects.merge(apply::insert_entry(
-                    tx, &p.entry, &p.id, p.encoded, payload, me, &mut fts,
+                    tx, &p.entry, &p.id, p.encoded, payload, me,
                 )?);
                 if matches!(p.action, Action::Head) {
                     crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
@@ -484,7 +483,7 @@ fn write_planned(
             }
             Action::Backfill => {
                 effects.merge(apply::insert_backfilled_entry(
-                    tx, &p.entry, &p.id, p.encoded, payload, me, &mut fts,
+                    tx, &p.entry, &p.id, p.encoded, payload, me,
                 )?);
                 crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
                 report.accepted += 1;
@@ -500,9 +499,8 @@ fn write_planned(
             }
             Action::Duplicate => {
                 if let Some((bytes, decoded)) = payload
-                    && let Some(e) = apply::attach_late_payload(
-                        tx, &p.entry, &p.id, bytes, decoded, me, &mut fts,
-                    )?
+                    && let Some(e) =
+                        apply::attach_late_payload(tx, &p.entry, &p.id, bytes, decoded, me)?
                 {
                     effects.merge(e);
                 }
@@ -511,7 +509,8 @@ fn write_planned(
             Action::Blocked => report.blocked += 1,
         }
     }
-    fts.flush(tx)?;
+    // One index segment for the batch's posts (and own posts waiting).
+    apply::index_pending_posts(tx)?;
     Ok(out)
 }
 

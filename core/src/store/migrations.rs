@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0004_net.sql"),
     include_str!("schema/0005_mailbox.sql"),
     include_str!("schema/0006_fewer_random_indexes.sql"),
+    include_str!("schema/0007_deferred_search_index.sql"),
 ];
 
 /// The schema version this build writes.
@@ -87,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn version_6_moves_payloads_into_entries_and_keeps_post_rowids() -> Result<()> {
+    fn versions_6_and_7_move_payloads_keep_post_rowids_and_count_them_indexed() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut conn = Connection::open(dir.path().join("v5.db"))?;
         conn.pragma_update(None, "foreign_keys", true)?;
@@ -144,6 +145,20 @@ mod tests {
             rusqlite::params![[3u8; 32], [9u8; 32]],
         );
         assert!(dup.is_err());
+        // Version 7: every post stored before it counts as indexed, and the
+        // time-ordered author index is gone.
+        let through: i64 = conn.query_row(
+            "SELECT indexed_through FROM search_progress WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(through, 7);
+        let index: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'posts_author_time'",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(index, 0);
         Ok(())
     }
 }

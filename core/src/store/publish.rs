@@ -9,6 +9,17 @@ use crate::feed::{Entry, Payload};
 use crate::identity::id::{AuthorId, EntryId};
 use crate::store::apply::{self, Effects};
 
+/// What publishing one entry wrote.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// The new entry's id.
+    pub id: EntryId,
+    /// Its sequence number in the local feed.
+    pub seq: u64,
+    /// What storing it changed beyond plain inserts.
+    pub effects: Effects,
+}
+
 /// Signs `payload` as the next entry of `signing`'s feed and stores it in
 /// `tx`. The timestamp is `max(now, previous timestamp)`: if the device clock
 /// went back, the entry reuses the previous time instead of rewinding the
@@ -18,7 +29,7 @@ pub(crate) fn publish_in_tx(
     signing: &SigningKey,
     payload: &Payload,
     now_ms: u64,
-) -> Result<(EntryId, Effects)> {
+) -> Result<Published> {
     let me = AuthorId::from_bytes(signing.verifying_key().to_bytes());
     let bytes = payload
         .encode()
@@ -36,7 +47,6 @@ pub(crate) fn publish_in_tx(
     let entry = Entry::sign(signing, seq, prev, now_ms.max(prev_ts), &bytes);
     let encoded = entry.encode();
     let id = EntryId::from_bytes(*blake3::hash(&encoded).as_bytes());
-    let mut fts = apply::PendingFts::default();
     let effects = apply::insert_entry(
         tx,
         &entry,
@@ -44,10 +54,16 @@ pub(crate) fn publish_in_tx(
         &encoded,
         Some((&bytes, payload)),
         Some(&me),
-        &mut fts,
     )?;
-    fts.flush(tx)?;
-    Ok((id, effects))
+    // A post's text waits for the search index until enough are waiting
+    // (see `apply::index_pending_posts`): each commit writes fewer pages.
+    if matches!(payload, Payload::Post(_)) {
+        let (through, newest) = apply::search_index_bounds(tx)?;
+        if newest - through >= apply::OWN_POSTS_PER_INDEX_BATCH {
+            apply::index_pending_posts(tx)?;
+        }
+    }
+    Ok(Published { id, seq, effects })
 }
 
 /// Rules the app must respect before we sign anything: a delete targets one

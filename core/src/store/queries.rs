@@ -184,19 +184,19 @@ fn reaction_chunk_sql() -> String {
 }
 
 /// Runs a post-list query whose parameters are ?1 cursor ts, ?2 cursor id,
-/// ?3 the local user, ?4 limit + 1, then `extra` as ?5 if given.
+/// ?3 the local user, ?4 limit + 1, then `extra` as ?5, ?6...
 fn post_page(
     conn: &Connection,
     sql: &str,
     me: &AuthorId,
     page: &PageRequest,
-    extra: Option<&dyn rusqlite::ToSql>,
+    extra: &[&dyn rusqlite::ToSql],
 ) -> Result<Page<PostView>> {
     let (limit, ts, id) = page.bounds()?;
     let mut stmt = conn.prepare_cached(sql)?;
     let fetch = limit + 1;
     let mut args: Vec<&dyn rusqlite::ToSql> = vec![&ts, &id, me.as_bytes(), &fetch];
-    args.extend(extra);
+    args.extend_from_slice(extra);
     let items: Vec<PostView> = stmt
         .query_map(args.as_slice(), post_from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -223,7 +223,7 @@ pub(crate) fn timeline(
            AND {VISIBLE}
          ORDER BY p.ts DESC, p.entry_id DESC LIMIT ?4"
     );
-    post_page(conn, &sql, me, page, None)
+    post_page(conn, &sql, me, page, &[])
 }
 
 /// The raw SQL the home timeline is built on, without hydration: the
@@ -242,19 +242,35 @@ pub fn raw_timeline_ids(conn: &Connection, me: &AuthorId, limit: u32) -> Result<
     Ok(rows)
 }
 
-/// One author's posts, newest first.
+/// One author's posts, newest first: in feed order, read backwards along
+/// the posts (author, seq) index. A chain's timestamps never go back, so
+/// this is newest first; among posts of the same millisecond it is the
+/// order the author wrote them. The cursor's entry gives the seq to
+/// continue below.
 pub(crate) fn feed(
     conn: &Connection,
     me: &AuthorId,
     author: &AuthorId,
     page: &PageRequest,
 ) -> Result<Page<PostView>> {
+    let below_seq: i64 = match &page.before {
+        None => i64::MAX,
+        Some(cursor) => {
+            let (_, id) = cursor.position();
+            conn.prepare_cached("SELECT seq FROM entries WHERE id = ?1 AND author = ?2")?
+                .query_row(params![id.as_bytes(), author.as_bytes()], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| {
+                    Error::InvalidInput("this cursor does not come from this author's feed".into())
+                })?
+        }
+    };
     let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p INDEXED BY posts_author_time
-         WHERE p.author = ?5 AND (p.ts, p.entry_id) < (?1, ?2) AND {VISIBLE}
-         ORDER BY p.ts DESC, p.entry_id DESC LIMIT ?4"
+        "SELECT {POST_COLUMNS} FROM posts p
+         WHERE p.author = ?5 AND p.seq < ?6 AND {VISIBLE}
+         ORDER BY p.seq DESC LIMIT ?4"
     );
-    post_page(conn, &sql, me, page, Some(author.as_bytes()))
+    post_page(conn, &sql, me, page, &[author.as_bytes(), &below_seq])
 }
 
 /// A thread: the root post, then every reply in it, oldest first.
@@ -393,7 +409,7 @@ pub(crate) fn search(
            AND (p.ts, p.entry_id) < (?1, ?2) AND p.deleted = 0 AND {VISIBLE}
          ORDER BY p.ts DESC, p.entry_id DESC LIMIT ?4"
     );
-    post_page(conn, &sql, me, page, Some(&fts)).map_err(|e| match e {
+    post_page(conn, &sql, me, page, &[&fts]).map_err(|e| match e {
         // Quoting rules out syntax errors; anything FTS5 still refuses is
         // the query's fault, not the store's.
         Error::Storage(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("fts5") => {

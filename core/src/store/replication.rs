@@ -204,18 +204,6 @@ pub(crate) fn entries_after_rowid(
     Ok(out)
 }
 
-/// The author and seq of a stored entry.
-pub(crate) fn entry_position(conn: &Connection, id: &EntryId) -> Result<Option<(AuthorId, u64)>> {
-    let row: Option<(Vec<u8>, i64)> = conn
-        .prepare_cached("SELECT author, seq FROM entries WHERE id = ?1")?
-        .query_row([id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match row {
-        Some((a, seq)) => Ok(Some((AuthorId::from_slice(&a)?, from_sql_int(seq)))),
-        None => Ok(None),
-    }
-}
-
 /// The payload type tag of a stored entry, once its payload was seen.
 pub(crate) fn entry_tag(conn: &Connection, author: &AuthorId, seq: u64) -> Result<Option<u8>> {
     let tag: Option<Option<u8>> = conn
