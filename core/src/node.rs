@@ -509,7 +509,11 @@ impl Node {
     }
 
     /// Imports a file written by [`Node::export_feed`]. All or nothing: a
-    /// corrupt file or any invalid entry leaves the store unchanged.
+    /// corrupt file or any invalid entry leaves the store unchanged. A feed
+    /// this store holds nothing of may start at any seq: the exporting node
+    /// may hold only the newest part of it (sync fetches newest first), and
+    /// its oldest entry then becomes a tentative head, as in sync
+    /// (docs/PROTOCOL.md §6.4); older history arrives later by sync.
     ///
     /// Errors: [`Error::Decode`] for a damaged or foreign file;
     /// [`Error::BatchRejected`] (with the entry's position in the file) for
@@ -533,7 +537,7 @@ impl Node {
                     offset,
                     me,
                     now_ms(),
-                    ingest::IngestMode::Strict,
+                    ingest::IngestMode::Import,
                 )?;
                 report.add(&out.report);
                 effects.merge(out.effects);
@@ -1148,6 +1152,48 @@ mod tests {
             node.feed(me, foreign),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn a_feed_held_only_newest_first_exports_and_imports_elsewhere() {
+        let mut a = Author::new(4);
+        let incoming: Vec<IncomingEntry> =
+            (1..=8).map(|i| a.post(&format!("post {i}")).1).collect();
+        // As sync leaves it before backfilling: seqs 5..=8 held.
+        let (_d, holder) = node();
+        holder.ingest_from_peer(&incoming[7..]).unwrap();
+        let older: Vec<IncomingEntry> = incoming[4..7].iter().rev().cloned().collect();
+        holder.ingest_from_peer(&older).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        assert_eq!(holder.export_feed(a.id(), file.path()).unwrap(), 4);
+
+        let (_d2, fresh) = node();
+        let report = fresh.import(file.path()).unwrap();
+        assert_eq!(report.accepted, 4);
+        let feed = fresh.feed(a.id(), PageRequest::first(10)).unwrap();
+        let texts: Vec<_> = feed.items.iter().filter_map(|p| p.text.clone()).collect();
+        assert_eq!(texts, ["post 8", "post 7", "post 6", "post 5"]);
+        // Older history still fits below it, as sync's backfill would add it.
+        fresh.ingest_from_peer(&incoming[3..4]).unwrap();
+        assert_eq!(
+            fresh
+                .feed(a.id(), PageRequest::first(10))
+                .unwrap()
+                .items
+                .len(),
+            5
+        );
+
+        // A store holding the start of the feed still refuses the gap, and
+        // keeps nothing of the file.
+        let (_d3, partial) = node();
+        partial.ingest(incoming[..2].to_vec()).unwrap();
+        let before = dump(partial.store());
+        assert!(matches!(
+            partial.import(file.path()),
+            Err(Error::BatchRejected { .. })
+        ));
+        assert_eq!(before, dump(partial.store()));
     }
 
     #[test]

@@ -55,9 +55,15 @@ impl IngestReport {
 /// How an ingest treats entries that do not extend the held feed forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IngestMode {
-    /// Imports and [`crate::Node::ingest`]: a feed we hold nothing of must
-    /// start at seq 1, and every entry must fit the chain.
+    /// [`crate::Node::ingest`]: a feed we hold nothing of must start at
+    /// seq 1, and every entry must fit the chain.
     Strict,
+    /// Feed files ([`crate::Node::import`]): as strict, except that a feed
+    /// we hold nothing of may start at any seq, as a tentative head. A
+    /// node exports what it holds, which is a suffix of a feed still
+    /// backfilling from its peers; the file lists it oldest first, so the
+    /// head is its first entry and the rest extend it forward.
+    Import,
     /// Peer sync: a feed we hold nothing of may start with a *tentative
     /// head* (any seq, accepted on its signature), and a validly signed entry
     /// that no longer fits the held chain (a gap, or another session stored
@@ -165,7 +171,7 @@ impl Validator<'_, '_> {
     fn positional(&self, index: usize, err: ValidationError) -> Result<Action> {
         match self.mode {
             IngestMode::Sync => Ok(Action::Skip),
-            IngestMode::Strict => Err(reject(index)(err)),
+            IngestMode::Strict | IngestMode::Import => Err(reject(index)(err)),
         }
     }
 
@@ -239,7 +245,7 @@ impl Validator<'_, '_> {
         let action = match self.tip(&author)? {
             None if entry.seq == 1 => Action::Append,
             // Accepted on its signature alone; see PROTOCOL.md §6 (trust).
-            None if self.mode == IngestMode::Sync => Action::Head,
+            None if self.mode != IngestMode::Strict => Action::Head,
             None => {
                 return Err(rej(ValidationError::SeqGap {
                     author,
