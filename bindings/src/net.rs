@@ -16,6 +16,7 @@ use std::time::Duration;
 use starling_core::BlobId;
 use starling_core::net::blobs::BlobStore;
 use starling_core::net::config::{DEFAULT_BLOB_CACHE_BYTES, DEFAULT_MAX_BLOB_SIZE};
+use starling_core::net::invite::RelayReservation;
 use starling_core::net::{Multiaddr, NetConfig, Network, PeerInfo as CorePeerInfo};
 use starling_core::sync::PeerSyncStatus;
 
@@ -210,6 +211,14 @@ pub struct InviteAccepted {
     /// Whether the inviter is a relay that hosts your feed (your node then
     /// also listens through it).
     pub relay: bool,
+    /// When the inviter is a relay: the circuit address your node now
+    /// listens at through it; null if the relay refused a reservation
+    /// (see `relayReservationError`) or the inviter is not a relay.
+    pub relay_circuit: Option<String>,
+    /// Why the relay did not grant a reservation after several attempts
+    /// (your node is then not reachable through it); null otherwise. The
+    /// invite itself succeeded either way.
+    pub relay_reservation_error: Option<String>,
 }
 
 impl StarlingNode {
@@ -385,9 +394,16 @@ impl StarlingNode {
                 .accept_invite(code.trim())
                 .await
                 .map_err(StarlingError::from_net)?;
+            let (relay_circuit, relay_reservation_error) = match &answer.reservation {
+                RelayReservation::NotRequested => (None, None),
+                RelayReservation::Listening(circuit) => (Some(circuit.to_string()), None),
+                RelayReservation::Failed(e) => (None, Some(e.to_string())),
+            };
             Ok(InviteAccepted {
                 inviter_id: answer.inviter.to_string(),
                 relay: answer.relay,
+                relay_circuit,
+                relay_reservation_error,
             })
         })
         .await

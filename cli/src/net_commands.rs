@@ -165,6 +165,17 @@ pub fn run(
             if r["relay"].as_bool() == Some(true) {
                 text.push_str("The inviter is a relay: it keeps your feed for your followers.\n");
             }
+            match r["reservation"]["status"].as_str() {
+                Some("listening") => text.push_str(&format!(
+                    "Reachable through the relay at {}\n",
+                    r["reservation"]["circuit"].as_str().unwrap_or_default()
+                )),
+                Some("failed") => text.push_str(&format!(
+                    "Warning: {}; peers cannot reach you through it until you accept again or restart.\n",
+                    r["reservation"]["error"].as_str().unwrap_or("the relay refused a reservation")
+                )),
+                _ => {}
+            }
             Ok(Report::new(r, text))
         }
         NetCommand::Peers => {
@@ -428,6 +439,6 @@ fn accept_offline(
         }
         net.stop().await;
         let answer = result.map_err(CliError::from)?;
-        Ok(json!({ "inviter": answer.inviter.to_string(), "relay": answer.relay }))
+        Ok(control::invite_answer_json(&answer))
     })
 }

@@ -58,6 +58,11 @@ pub struct NetConfig {
     /// Run sync sessions with connected peers (default on). Off only for
     /// tools and tests that use the other protocols alone.
     pub sync: bool,
+    /// How long [`crate::net::Network::accept_invite`] keeps asking a relay
+    /// inviter for a reservation (retrying with back-off from 250 ms to
+    /// 4 s) before it reports
+    /// [`crate::net::invite::RelayReservation::Failed`] (default 20 s).
+    pub relay_reservation_timeout: Duration,
 }
 
 impl Default for NetConfig {
@@ -86,6 +91,7 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             sync: true,
+            relay_reservation_timeout: Duration::from_secs(20),
         }
     }
 }

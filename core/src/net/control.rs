@@ -10,7 +10,7 @@
 //! → {"cmd":"peers"}                       ← {"ok":true,"result":[{"peer":…,"addrs":[…],"connected_since_ms":…,"syncing":…,"relay":…}]}
 //! → {"cmd":"dial","addr":"/ip4/…"}        ← {"ok":true,"result":{"peer":…}}
 //! → {"cmd":"invite_create","ttl_secs":N}  ← {"ok":true,"result":{"code":"stlinv1…","expires_at_ms":…}}
-//! → {"cmd":"invite_accept","code":"…"}    ← {"ok":true,"result":{"inviter":"stl1…","relay":…}}
+//! → {"cmd":"invite_accept","code":"…"}    ← {"ok":true,"result":{"inviter":"stl1…","relay":…,"reservation":{"status":…}}}
 //! → {"cmd":"sync_status"}                 ← {"ok":true,"result":[{"peer":…,"connected":…,"feeds_in_sync":…,"entries_behind":…,"author":…}]}
 //! → {"cmd":"blob_fetch","id":"stlb1…"}    ← {"ok":true,"result":{"id":…,"size":…}}
 //! errors:                                 ← {"ok":false,"error":"…","kind":"bad_input"|"not_found"|"other"}
@@ -31,6 +31,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use crate::error::{Error, Result};
 use crate::identity::id::BlobId;
 use crate::net::Network;
+use crate::net::invite::{InviteAnswer, RelayReservation};
 
 /// File name of the socket inside the data dir.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -162,7 +163,7 @@ async fn dispatch(net: &Network, req: &Value) -> Result<Value> {
         }
         "invite_accept" => {
             let answer = net.accept_invite(str_arg(req, "code")?).await?;
-            Ok(json!({ "inviter": answer.inviter.to_string(), "relay": answer.relay }))
+            Ok(invite_answer_json(&answer))
         }
         "sync_status" => Ok(Value::Array(
             net.sync_status()
@@ -185,6 +186,27 @@ async fn dispatch(net: &Network, req: &Value) -> Result<Value> {
         }
         other => Err(Error::InvalidInput(format!("unknown command {other:?}"))),
     }
+}
+
+/// The JSON of an accepted invite (also used by the CLI's offline accept):
+/// `{"inviter":…,"relay":…,"reservation":{"status":"not_requested"|"listening"|"failed",…}}`.
+pub fn invite_answer_json(answer: &InviteAnswer) -> Value {
+    let reservation = match &answer.reservation {
+        RelayReservation::NotRequested => json!({ "status": "not_requested" }),
+        RelayReservation::Listening(circuit) => {
+            json!({ "status": "listening", "circuit": circuit.to_string() })
+        }
+        RelayReservation::Failed(e) => json!({
+            "status": "failed",
+            "attempts": e.attempts,
+            "error": e.to_string(),
+        }),
+    };
+    json!({
+        "inviter": answer.inviter.to_string(),
+        "relay": answer.relay,
+        "reservation": reservation,
+    })
 }
 
 /// Client side (blocking, for the CLI): sends one request to the node

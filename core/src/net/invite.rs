@@ -128,13 +128,43 @@ impl InviteCode {
     }
 }
 
-/// What the inviter answered.
-#[derive(Debug, Clone, Copy)]
+/// What the inviter answered, and what became of the relay reservation.
+#[derive(Debug, Clone)]
 pub struct InviteAnswer {
     /// The inviter's author id.
     pub inviter: AuthorId,
     /// Whether the inviter is a relay that hosts our feed.
     pub relay: bool,
+    /// The reservation at the inviter when it is a relay (so that others
+    /// can reach this node through it): [`RelayReservation::NotRequested`]
+    /// as read off the wire; filled in by
+    /// [`crate::net::Network::accept_invite`].
+    pub reservation: RelayReservation,
+}
+
+/// The outcome of asking a relay for a reservation (to listen through it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayReservation {
+    /// The inviter is not a relay; nothing was asked.
+    NotRequested,
+    /// The relay accepted: this node listens at this circuit address
+    /// (`/…/p2p/RELAY/p2p-circuit`), and peers reach it through it.
+    Listening(Multiaddr),
+    /// Every attempt failed within
+    /// [`crate::net::NetConfig::relay_reservation_timeout`]. The invite
+    /// itself succeeded (both sides follow each other); only reachability
+    /// through the relay is missing.
+    Failed(ReservationError),
+}
+
+/// A relay reservation that never succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the relay did not grant a reservation after {attempts} attempts: {reason}")]
+pub struct ReservationError {
+    /// How many reservations were asked for (with back-off between them).
+    pub attempts: u32,
+    /// Why the last one failed.
+    pub reason: String,
 }
 
 /// Newcomer side: presents `token` and our author id, reads the answer.
@@ -160,6 +190,7 @@ pub async fn present<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(InviteAnswer {
                 inviter: AuthorId::from_bytes(a),
                 relay: rest[32] & FLAG_RELAY != 0,
+                reservation: RelayReservation::NotRequested,
             })
         }
         REFUSED => {

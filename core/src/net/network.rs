@@ -33,7 +33,9 @@ use crate::identity::id::{AuthorId, BlobId};
 use crate::net::blobs::{self, BLOB_PROTOCOL, BlobStore};
 use crate::net::config::NetConfig;
 use crate::net::engine::{self, PeerSyncStatus, Penalty, SyncConfig, SyncEngine, WatchHandle};
-use crate::net::invite::{self, INVITE_PROTOCOL, InviteAnswer, InviteCode};
+use crate::net::invite::{
+    self, INVITE_PROTOCOL, InviteAnswer, InviteCode, RelayReservation, ReservationError,
+};
 use crate::net::records::{self, ReachRecord};
 use crate::net::swarm::{self, Command};
 use crate::net::{control, persist};
@@ -55,6 +57,10 @@ const MAX_REDIAL_DELAY: Duration = Duration::from_secs(60);
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// How long `dial` waits for the connection.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause after the first failed relay reservation (doubling after each).
+const RESERVATION_FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Longest pause between relay reservation attempts.
+const RESERVATION_MAX_RETRY: Duration = Duration::from_secs(4);
 
 /// An `Error` for network failures (reported as I/O errors).
 pub(crate) fn net_error(msg: String) -> Error {
@@ -650,11 +656,15 @@ impl Network {
 
     /// Accepts an invite: dials the inviter, presents the token, follows
     /// the inviter once it accepted (it follows us back). If the inviter is
-    /// a relay, also listens through it (a relay reservation) so others can
-    /// reach us via the relay.
+    /// a relay, also asks it for a reservation (to listen through it, so
+    /// others can reach us via the relay), retrying with back-off for up to
+    /// [`NetConfig::relay_reservation_timeout`]; the outcome is
+    /// [`InviteAnswer::reservation`].
     ///
     /// Errors: [`Error::InvalidInput`] for a malformed, used or expired
-    /// code; [`Error::Io`] if the inviter cannot be reached.
+    /// code; [`Error::Io`] if the inviter cannot be reached. A reservation
+    /// that never succeeds is not an error (the invite itself was redeemed):
+    /// it is reported as [`RelayReservation::Failed`].
     pub async fn accept_invite(&self, code: &str) -> Result<InviteAnswer> {
         let code = InviteCode::parse(code)?;
         let me = self.inner.node.whoami()?;
@@ -677,7 +687,7 @@ impl Network {
             .open_stream(code.peer, StreamProtocol::new(INVITE_PROTOCOL))
             .await
             .map_err(|e| net_error(format!("inviter does not take invites: {e}")))?;
-        let answer = tokio::time::timeout(
+        let mut answer = tokio::time::timeout(
             invite::EXCHANGE_TIMEOUT,
             invite::present(stream, &code.token, &me),
         )
@@ -689,17 +699,52 @@ impl Network {
             node.follow(inviter)?;
         }
         if code.relay || answer.relay {
-            for addr in &code.addrs {
-                let circuit = with_peer(addr.clone(), code.peer)
-                    .with(libp2p::multiaddr::Protocol::P2pCircuit);
+            answer.reservation = self.reserve(&code.addrs, code.peer).await;
+        }
+        Ok(answer)
+    }
+
+    /// Asks the relay `relay` (reachable at `addrs`) for a reservation
+    /// until one is granted or [`NetConfig::relay_reservation_timeout`]
+    /// passes, trying its addresses in turn with back-off between rounds.
+    async fn reserve(&self, addrs: &[Multiaddr], relay: PeerId) -> RelayReservation {
+        let deadline = Instant::now() + self.inner.config.relay_reservation_timeout;
+        let mut attempts = 0u32;
+        let mut reason = String::from("the invite lists no address");
+        let mut pause = RESERVATION_FIRST_RETRY;
+        loop {
+            for addr in addrs {
+                let circuit =
+                    with_peer(addr.clone(), relay).with(libp2p::multiaddr::Protocol::P2pCircuit);
+                attempts += 1;
                 let (tx, rx) = oneshot::channel();
-                self.send(Command::Listen(circuit, tx))?;
-                if matches!(rx.await, Ok(Ok(()))) {
+                if self.send(Command::Reserve(circuit, tx)).is_err() {
+                    reason = "network stopped".into();
+                    return RelayReservation::Failed(ReservationError { attempts, reason });
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, rx).await {
+                    Ok(Ok(Ok(listening))) => {
+                        tracing::info!(%listening, attempts, "listening through the relay");
+                        return RelayReservation::Listening(listening);
+                    }
+                    Ok(Ok(Err(e))) => reason = e,
+                    Ok(Err(_)) => reason = "network stopped".into(),
+                    Err(_) => reason = "the relay did not answer in time".into(),
+                }
+                tracing::info!(%relay, attempts, "relay reservation failed: {reason}");
+                if Instant::now() >= deadline {
                     break;
                 }
             }
+            if self.is_stopping() || Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RESERVATION_MAX_RETRY);
         }
-        Ok(answer)
+        tracing::warn!(%relay, attempts, "no relay reservation: {reason}");
+        RelayReservation::Failed(ReservationError { attempts, reason })
     }
 
     /// Publishes this identity's signed "where to reach me" record in the

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -38,8 +39,13 @@ pub(crate) enum Command {
     },
     /// Close every connection to a peer.
     Disconnect(PeerId),
-    /// Listen on an extra address (for example a relay circuit).
-    Listen(Multiaddr, oneshot::Sender<Result<()>>),
+    /// Listen through a relay (a `…/p2p/RELAY/p2p-circuit` address): a
+    /// reservation. Answers with the circuit address once the relay granted
+    /// it, or why it failed.
+    Reserve(
+        Multiaddr,
+        oneshot::Sender<std::result::Result<Multiaddr, String>>,
+    ),
     /// Publish a DHT record (already signed and validated).
     PutRecord(kad::Record),
     /// Look a DHT key up; answers with every record found.
@@ -75,6 +81,14 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
 /// Pending DHT lookups.
 type Lookups = HashMap<kad::QueryId, (Vec<kad::Record>, oneshot::Sender<Vec<kad::Record>>)>;
 
+/// Requests waiting for the swarm: dials, DHT lookups, relay reservations.
+#[derive(Default)]
+struct Pending {
+    dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
+    lookups: Lookups,
+    reservations: HashMap<ListenerId, oneshot::Sender<std::result::Result<Multiaddr, String>>>,
+}
+
 /// The swarm loop. Returns after [`Command::Stop`] or when every handle is
 /// gone.
 pub(crate) async fn run(
@@ -82,8 +96,7 @@ pub(crate) async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     inner: Arc<Inner>,
 ) {
-    let mut dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>> = HashMap::new();
-    let mut lookups: Lookups = HashMap::new();
+    let mut pending = Pending::default();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
@@ -93,10 +106,10 @@ pub(crate) async fn run(
                     let _ = done.send(());
                     return;
                 }
-                Some(cmd) => handle_command(&mut swarm, cmd, &mut dials, &mut lookups),
+                Some(cmd) => handle_command(&mut swarm, cmd, &mut pending),
             },
             event = swarm.select_next_some() => {
-                handle_event(&mut swarm, event, &inner, &mut dials, &mut lookups);
+                handle_event(&mut swarm, event, &inner, &mut pending);
             }
         }
     }
@@ -107,12 +120,7 @@ pub(crate) async fn run(
 /// waits for the lower one's dial before dialing itself.
 const LAN_DIAL_GRACE: Duration = Duration::from_secs(3);
 
-fn handle_command(
-    swarm: &mut Swarm<Behaviour>,
-    cmd: Command,
-    dials: &mut HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
-    lookups: &mut Lookups,
-) {
+fn handle_command(swarm: &mut Swarm<Behaviour>, cmd: Command, pending: &mut Pending) {
     match cmd {
         Command::Dial { addr, peer, reply } => {
             let opts = match peer {
@@ -130,7 +138,7 @@ fn handle_command(
             match swarm.dial(opts) {
                 Ok(()) => {
                     if let Some(reply) = reply {
-                        dials.insert(id, reply);
+                        pending.dials.insert(id, reply);
                     }
                 }
                 Err(e) => {
@@ -143,13 +151,14 @@ fn handle_command(
         Command::Disconnect(peer) => {
             let _ = swarm.disconnect_peer_id(peer);
         }
-        Command::Listen(addr, reply) => {
-            let r = swarm
-                .listen_on(addr)
-                .map(|_| ())
-                .map_err(|e| net_error(format!("listen failed: {e}")));
-            let _ = reply.send(r);
-        }
+        Command::Reserve(addr, reply) => match swarm.listen_on(addr) {
+            Ok(id) => {
+                pending.reservations.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(format!("cannot listen through the relay: {e}")));
+            }
+        },
         Command::PutRecord(record) => {
             if let Err(e) = swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
                 tracing::warn!("could not store own DHT record: {e}");
@@ -157,7 +166,7 @@ fn handle_command(
         }
         Command::GetRecord(key, reply) => {
             let id = swarm.behaviour_mut().kad.get_record(key);
-            lookups.insert(id, (Vec::new(), reply));
+            pending.lookups.insert(id, (Vec::new(), reply));
         }
         Command::Stop(done) => {
             let _ = done.send(());
@@ -169,12 +178,17 @@ fn handle_event(
     swarm: &mut Swarm<Behaviour>,
     event: SwarmEvent<BehaviourEvent>,
     inner: &Arc<Inner>,
-    dials: &mut HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
-    lookups: &mut Lookups,
+    pending: &mut Pending,
 ) {
     match event {
-        SwarmEvent::NewListenAddr { address, .. } => {
+        SwarmEvent::NewListenAddr {
+            listener_id,
+            address,
+        } => {
             tracing::info!(%address, "listening");
+            if let Some(reply) = pending.reservations.remove(&listener_id) {
+                let _ = reply.send(Ok(address.clone()));
+            }
             // A node run as a public relay is reachable where it listens
             // (that is what its operator says by enabling the role). The
             // relay server only serves reservations, and Kademlia only
@@ -188,6 +202,22 @@ fn handle_event(
         SwarmEvent::ExpiredListenAddr { address, .. } => {
             inner.state().listen.retain(|a| a != &address);
         }
+        SwarmEvent::ListenerClosed {
+            listener_id,
+            addresses,
+            reason,
+        } => {
+            let why = match reason {
+                Ok(()) => "the listener closed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if let Some(reply) = pending.reservations.remove(&listener_id) {
+                let _ = reply.send(Err(why));
+            } else if addresses.iter().any(is_circuit) {
+                tracing::warn!(?addresses, "relay reservation lost: {why}");
+            }
+            inner.state().listen.retain(|a| !addresses.contains(a));
+        }
         SwarmEvent::ConnectionEstablished {
             peer_id,
             connection_id,
@@ -195,7 +225,7 @@ fn handle_event(
             num_established,
             ..
         } => {
-            if let Some(reply) = dials.remove(&connection_id) {
+            if let Some(reply) = pending.dials.remove(&connection_id) {
                 let _ = reply.send(Ok(peer_id));
             }
             if inner.refuses(&peer_id) {
@@ -248,11 +278,11 @@ fn handle_event(
             error,
         } => {
             tracing::debug!(?peer_id, "dial failed: {error}");
-            if let Some(reply) = dials.remove(&connection_id) {
+            if let Some(reply) = pending.dials.remove(&connection_id) {
                 let _ = reply.send(Err(net_error(format!("dial failed: {error}"))));
             }
         }
-        SwarmEvent::Behaviour(ev) => handle_behaviour(swarm, ev, inner, lookups),
+        SwarmEvent::Behaviour(ev) => handle_behaviour(swarm, ev, inner, &mut pending.lookups),
         _ => {}
     }
 }

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.AfterEach
 import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
@@ -150,6 +151,8 @@ class NetworkTest {
             val accepted = p.b.acceptInvite(code)
             assertEquals(p.aId, accepted.inviterId)
             assertFalse(accepted.relay)
+            assertNull(accepted.relayCircuit)
+            assertNull(accepted.relayReservationError)
             assertTrue(p.b.follows(p.bId).contains(p.aId))
             eventually(timeoutMs = 10_000, what = "the inviter follows back") { p.a.follows(p.aId).contains(p.bId) }
             // One-time: the same code again is refused.
