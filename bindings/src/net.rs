@@ -153,6 +153,10 @@ pub struct PeerInfo {
     pub syncing: bool,
     /// Whether it offers relay service.
     pub relay: bool,
+    /// Whether every open connection to it goes through a relay; false once
+    /// a direct connection exists (for example after hole punching). A
+    /// relayed connection is limited by the relay in time and bytes.
+    pub relayed: bool,
 }
 
 impl From<CorePeerInfo> for PeerInfo {
@@ -163,6 +167,7 @@ impl From<CorePeerInfo> for PeerInfo {
             connected_since_ms: p.connected_since_ms,
             syncing: p.syncing,
             relay: p.relay,
+            relayed: p.relayed,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The network commands: `serve` runs the node on the network in the
-//! foreground; `invite`, `peers`, `dial` and `sync status` talk to that
+//! foreground; `invite`, `peers`, `status`, `dial` and `sync status` talk to that
 //! running node over its control socket (`<data_dir>/control.sock`, see
 //! `starling_core::net::control`); `blob add/get` work on the data dir's
 //! blob store and ask the running node to fetch blobs that are not local.
@@ -53,8 +53,12 @@ pub enum NetCommand {
     /// Create or accept an invite.
     #[command(subcommand)]
     Invite(InviteCommand),
-    /// Peers the running node is connected to.
+    /// Peers the running node is connected to, each marked direct or
+    /// relayed.
     Peers,
+    /// The running node's network id, listen and external addresses, and
+    /// whether it is publicly reachable (as AutoNAT found).
+    Status,
     /// Ask the running node to connect to a peer.
     Dial {
         /// Multiaddr, e.g. /ip4/192.0.2.7/tcp/4001/p2p/12D3Koo…
@@ -189,9 +193,14 @@ pub fn run(
                     .filter_map(Value::as_str)
                     .collect();
                 text.push_str(&format!(
-                    "{}  {}{}\n",
+                    "{}  {}{}{}\n",
                     p["peer"].as_str().unwrap_or_default(),
                     addrs.join(" "),
+                    if p["relayed"].as_bool() == Some(true) {
+                        "  (relayed)"
+                    } else {
+                        "  (direct)"
+                    },
                     if p["syncing"].as_bool() == Some(true) {
                         "  (syncing)"
                     } else {
@@ -203,6 +212,30 @@ pub fn run(
                 text = "No peers connected.\n".into();
             }
             Ok(Report::new(json!({ "peers": r }), text))
+        }
+        NetCommand::Status => {
+            let r = ask(data_dir, json!({ "cmd": "status" }))?;
+            let list = |key: &str| -> String {
+                let v: Vec<&str> = r[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if v.is_empty() {
+                    "none".into()
+                } else {
+                    v.join(" ")
+                }
+            };
+            let text = format!(
+                "Network id: {}\nListening on: {}\nExternal addresses: {}\nReachability (AutoNAT): {}\n",
+                r["peer_id"].as_str().unwrap_or_default(),
+                list("listen"),
+                list("external"),
+                r["reachability"].as_str().unwrap_or("unknown"),
+            );
+            Ok(Report::new(r, text))
         }
         NetCommand::Dial { addr } => {
             parse_addrs(std::slice::from_ref(&addr))?;

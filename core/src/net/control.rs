@@ -6,8 +6,8 @@
 //! reads one response object per line:
 //!
 //! ```text
-//! → {"cmd":"status"}                      ← {"ok":true,"result":{"peer_id":…,"listen":[…],"data_dir":…}}
-//! → {"cmd":"peers"}                       ← {"ok":true,"result":[{"peer":…,"addrs":[…],"connected_since_ms":…,"syncing":…,"relay":…}]}
+//! → {"cmd":"status"}                      ← {"ok":true,"result":{"peer_id":…,"listen":[…],"data_dir":…,"relay":…,"reachability":"unknown"|"public"|"private","external":[…]}}
+//! → {"cmd":"peers"}                       ← {"ok":true,"result":[{"peer":…,"addrs":[…],"connected_since_ms":…,"syncing":…,"relay":…,"relayed":…}]}
 //! → {"cmd":"dial","addr":"/ip4/…"}        ← {"ok":true,"result":{"peer":…}}
 //! → {"cmd":"invite_create","ttl_secs":N}  ← {"ok":true,"result":{"code":"stlinv1…","expires_at_ms":…}}
 //! → {"cmd":"invite_accept","code":"…"}    ← {"ok":true,"result":{"inviter":"stl1…","relay":…,"reservation":{"status":…}}}
@@ -130,6 +130,8 @@ async fn dispatch(net: &Network, req: &Value) -> Result<Value> {
             "listen": net.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "data_dir": net.node().data_dir().display().to_string(),
             "relay": net.config().relay_server,
+            "reachability": net.reachability().as_str(),
+            "external": net.external_addrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
         })),
         "peers" => Ok(Value::Array(
             net.peers()
@@ -141,6 +143,7 @@ async fn dispatch(net: &Network, req: &Value) -> Result<Value> {
                         "connected_since_ms": p.connected_since_ms,
                         "syncing": p.syncing,
                         "relay": p.relay,
+                        "relayed": p.relayed,
                     })
                 })
                 .collect(),

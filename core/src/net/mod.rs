@@ -8,6 +8,11 @@
 //!   mDNS, Kademlia (signed, validated records only — [`records`]), relay
 //!   v2 (client always, server with `relay_server`), DCUtR, AutoNAT,
 //!   connection and memory limits ([`behaviour`]).
+//! * NAT traversal: a node behind a NAT listens through a relay
+//!   ([`invite::RelayReservation`]), peers reach it over the relay's
+//!   circuit, and DCUtR then punches a direct connection, which replaces the
+//!   relayed one ([`PeerInfo::relayed`]); AutoNAT's verdict is
+//!   [`Network::reachability`].
 //! * protocols: `/starling/sync/1` (sessions of the sync engine),
 //!   `/starling/blob/1` ([`blobs`]), `/starling/invite/1` ([`invite`]).
 //! * [`control`] — the Unix socket through which CLI commands reach a
@@ -32,4 +37,4 @@ pub(crate) mod swarm;
 
 pub use config::NetConfig;
 pub use libp2p::{Multiaddr, PeerId};
-pub use network::{Network, PeerInfo, SYNC_PROTOCOL};
+pub use network::{Network, PeerInfo, Reachability, SYNC_PROTOCOL};

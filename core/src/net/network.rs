@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::{AsyncRead, AsyncWrite, Future, StreamExt};
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, kad};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -80,13 +81,63 @@ pub struct PeerInfo {
     pub syncing: bool,
     /// Whether it offers relay service.
     pub relay: bool,
+    /// Whether every open connection to it goes through a relay (a
+    /// `/p2p-circuit` connection): true while only a relayed connection
+    /// exists, false once a direct one does (for example after DCUtR
+    /// punched a hole through both NATs). Relayed connections are limited
+    /// by the relay in time and bytes, and the relay sees when the two
+    /// peers talk (not what they say: the connection is end-to-end
+    /// encrypted).
+    pub relayed: bool,
+}
+
+/// What AutoNAT has learned about this node's reachability: whether peers
+/// that were asked to dial it back could (see [`Network::reachability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Not probed yet, or no peer could be asked (AutoNAT asks only peers
+    /// it sees at a public IP address, and only after about 15 s).
+    #[default]
+    Unknown,
+    /// A peer dialed this node back at an address it listens on, now an
+    /// external address of this node ([`Network::external_addrs`]).
+    Public,
+    /// Peers could not dial this node back: it is behind a NAT or a
+    /// firewall and is reached through relays (and DCUtR hole punching).
+    Private,
+}
+
+impl Reachability {
+    /// `"unknown"`, `"public"` or `"private"` (for JSON and logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
+}
+
+/// One open connection to a peer.
+pub(crate) struct ConnState {
+    /// The remote's address; for a relayed connection the circuit address.
+    pub addr: Multiaddr,
+    /// Whether it goes through a relay.
+    pub relayed: bool,
 }
 
 /// Per-connected-peer bookkeeping.
 pub(crate) struct PeerState {
-    pub addrs: Vec<Multiaddr>,
+    pub conns: HashMap<ConnectionId, ConnState>,
     pub since_ms: u64,
     pub relay: bool,
+}
+
+impl PeerState {
+    /// Whether every open connection goes through a relay.
+    pub(crate) fn relayed(&self) -> bool {
+        !self.conns.is_empty() && self.conns.values().all(|c| c.relayed)
+    }
 }
 
 /// Redial schedule of one known peer.
@@ -104,6 +155,10 @@ pub(crate) struct State {
     pub backoff: HashMap<PeerId, Instant>,
     pub banned: HashMap<PeerId, u64>,
     pub redial: HashMap<PeerId, Redial>,
+    /// What AutoNAT concluded.
+    pub reachability: Reachability,
+    /// External addresses confirmed (by AutoNAT, or taken by a relay).
+    pub external: Vec<Multiaddr>,
 }
 
 /// Shared by every clone of [`Network`] and by its tasks.
@@ -171,6 +226,29 @@ impl Inner {
             let inner = self.clone();
             let handle = tokio::spawn(async move { inner.initiate(peer).await });
             self.track_session(peer, handle);
+        }
+    }
+
+    /// One of several connections to `peer` closed: if we initiate its
+    /// sessions and none runs any more, start one on the connections left.
+    /// (A session on a relayed connection ends when the relay drops the
+    /// circuit or when a direct connection replaces it.)
+    pub(crate) fn ensure_session(self: &Arc<Self>, peer: PeerId) {
+        if !self.config.sync
+            || self.stopping()
+            || self.peer_id.to_bytes() >= peer.to_bytes()
+            || self.refuses(&peer)
+        {
+            return;
+        }
+        let running = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .is_some_and(|h| !h.is_finished());
+        if !running {
+            self.on_connected(peer);
         }
     }
 
@@ -519,6 +597,19 @@ impl Network {
             .collect()
     }
 
+    /// What AutoNAT has learned about this node's reachability so far
+    /// ([`Reachability::Unknown`] until a probe completed).
+    pub fn reachability(&self) -> Reachability {
+        self.inner.state().reachability
+    }
+
+    /// This node's confirmed external addresses: those a peer dialed back
+    /// (AutoNAT), and on a relay ([`NetConfig::relay_server`]) its listen
+    /// addresses. Empty for a node behind a NAT.
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        self.inner.state().external.clone()
+    }
+
     /// Dials `addr` and waits (up to 20 s) until the connection is up.
     /// Returns the peer's network id.
     ///
@@ -557,12 +648,18 @@ impl Network {
         let mut out: Vec<PeerInfo> = st
             .connected
             .iter()
-            .map(|(peer, p)| PeerInfo {
-                peer: *peer,
-                addrs: p.addrs.clone(),
-                connected_since_ms: p.since_ms,
-                syncing: st.sessions.contains(peer),
-                relay: p.relay,
+            .map(|(peer, p)| {
+                let mut addrs: Vec<Multiaddr> = p.conns.values().map(|c| c.addr.clone()).collect();
+                addrs.sort();
+                addrs.dedup();
+                PeerInfo {
+                    peer: *peer,
+                    addrs,
+                    connected_since_ms: p.since_ms,
+                    syncing: st.sessions.contains(peer),
+                    relay: p.relay,
+                    relayed: p.relayed(),
+                }
             })
             .collect();
         out.sort_by_key(|p| p.peer.to_bytes());

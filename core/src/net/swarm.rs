@@ -14,18 +14,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, noise, relay, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, dcutr, identify, mdns, noise, relay, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::net::behaviour::{Behaviour, BehaviourEvent};
 use crate::net::config::NetConfig;
-use crate::net::network::{Inner, net_error};
+use crate::net::network::{ConnState, Inner, PeerState, Reachability, net_error};
 use crate::net::{engine, persist, records};
 use crate::store::now_ms;
 
@@ -196,6 +197,11 @@ fn handle_event(
             // never confirms one on a LAN or loopback, so take them here.
             if inner.config.relay_server && !is_circuit(&address) && !is_unspecified(&address) {
                 swarm.add_external_address(address.clone());
+                // `add_external_address` emits no swarm event.
+                let mut st = inner.state();
+                if !st.external.contains(&address) {
+                    st.external.push(address.clone());
+                }
             }
             inner.state().listen.push(address);
         }
@@ -218,6 +224,16 @@ fn handle_event(
             }
             inner.state().listen.retain(|a| !addresses.contains(a));
         }
+        SwarmEvent::ExternalAddrConfirmed { address } => {
+            tracing::info!(%address, "external address confirmed");
+            let mut st = inner.state();
+            if !st.external.contains(&address) {
+                st.external.push(address);
+            }
+        }
+        SwarmEvent::ExternalAddrExpired { address } => {
+            inner.state().external.retain(|a| a != &address);
+        }
         SwarmEvent::ConnectionEstablished {
             peer_id,
             connection_id,
@@ -234,21 +250,51 @@ fn handle_event(
                 return;
             }
             let remote = endpoint.get_remote_address().clone();
+            let relayed = endpoint.is_relayed();
+            // An inbound relayed connection's remote address is only
+            // `/p2p/<peer>`; the circuit it came through says more.
+            let shown = match &endpoint {
+                ConnectedPoint::Listener { local_addr, .. } if relayed => local_addr.clone(),
+                _ => remote.clone(),
+            };
             let first = num_established.get() == 1;
-            {
+            let superseded: Vec<ConnectionId> = {
                 let mut st = inner.state();
-                let entry =
-                    st.connected
-                        .entry(peer_id)
-                        .or_insert_with(|| crate::net::network::PeerState {
-                            addrs: Vec::new(),
-                            since_ms: now_ms(),
-                            relay: false,
-                        });
-                if !entry.addrs.contains(&remote) {
-                    entry.addrs.push(remote.clone());
-                }
                 st.redial.remove(&peer_id);
+                let entry = st.connected.entry(peer_id).or_insert_with(|| PeerState {
+                    conns: HashMap::new(),
+                    since_ms: now_ms(),
+                    relay: false,
+                });
+                entry.conns.insert(
+                    connection_id,
+                    ConnState {
+                        addr: shown,
+                        relayed,
+                    },
+                );
+                // A direct connection (DCUtR's hole punch, or a dial that
+                // got through) replaces the relayed ones: circuits are
+                // limited by the relay (2 min, 128 KiB by default), and
+                // libp2p-stream picks a random connection per stream, so
+                // sync sessions would keep landing on the circuit.
+                if relayed {
+                    Vec::new()
+                } else {
+                    entry
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.relayed)
+                        .map(|(id, _)| *id)
+                        .collect()
+                }
+            };
+            if !relayed {
+                tracing::info!(%peer_id, %remote, "direct connection");
+            }
+            for id in superseded {
+                tracing::info!(%peer_id, "closing the relayed connection: a direct one is up");
+                swarm.close_connection(id);
             }
             if endpoint.is_dialer() && !is_circuit(&remote) {
                 let node = inner.node.clone();
@@ -262,14 +308,22 @@ fn handle_event(
         }
         SwarmEvent::ConnectionClosed {
             peer_id,
-            num_established: 0,
+            connection_id,
+            num_established,
             cause,
             ..
         } => {
-            tracing::info!(%peer_id, ?cause, "peer disconnected");
-            let was = inner.state().connected.remove(&peer_id).is_some();
-            if was {
-                engine::peer_disconnected(&inner.node, &peer_id.to_string());
+            if num_established == 0 {
+                tracing::info!(%peer_id, ?cause, "peer disconnected");
+                let was = inner.state().connected.remove(&peer_id).is_some();
+                if was {
+                    engine::peer_disconnected(&inner.node, &peer_id.to_string());
+                }
+            } else {
+                if let Some(p) = inner.state().connected.get_mut(&peer_id) {
+                    p.conns.remove(&connection_id);
+                }
+                inner.ensure_session(peer_id);
             }
         }
         SwarmEvent::OutgoingConnectionError {
@@ -398,8 +452,22 @@ fn handle_behaviour(
         }) => {
             tracing::info!(%relay_peer_id, "relay reservation accepted");
         }
+        BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
+            tracing::info!(?old, ?new, "AutoNAT: reachability changed");
+            inner.state().reachability = match new {
+                autonat::NatStatus::Public(_) => Reachability::Public,
+                autonat::NatStatus::Private => Reachability::Private,
+                autonat::NatStatus::Unknown => Reachability::Unknown,
+            };
+        }
         BehaviourEvent::Autonat(ev) => tracing::debug!(?ev, "autonat"),
-        BehaviourEvent::Dcutr(ev) => tracing::debug!(?ev, "dcutr"),
+        BehaviourEvent::Dcutr(dcutr::Event {
+            remote_peer_id,
+            result,
+        }) => match result {
+            Ok(_) => tracing::info!(%remote_peer_id, "DCUtR: hole punched, direct connection"),
+            Err(e) => tracing::info!(%remote_peer_id, "DCUtR: hole punching failed: {e}"),
+        },
         _ => {}
     }
 }

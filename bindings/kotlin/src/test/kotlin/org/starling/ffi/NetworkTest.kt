@@ -119,7 +119,7 @@ class NetworkTest {
             assertEquals(p.bId, atA.await().author)
             assertEquals(listOf("hello from a"), b.feed(p.aId).items.map { it.text })
             assertTrue(b.timeline().items.any { it.id == fromA })
-            assertTrue(a.peers().any { it.peerId == bPeer && it.addresses.isNotEmpty() })
+            assertTrue(a.peers().any { it.peerId == bPeer && it.addresses.isNotEmpty() && !it.relayed })
             eventually(timeoutMs = 10_000, what = "sync status names b's author") {
                 a.syncStatus().any { it.peerId == bPeer && it.authorId == p.bId }
             }
