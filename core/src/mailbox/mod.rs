@@ -395,7 +395,10 @@ fn reoffer_mine(node: &Node, now: u64) -> Result<()> {
         Err(_) => return Ok(()),
     };
     for bytes in mine {
-        if let Some(Some(secret)) = open_locally(node, &bytes) {
+        if let Some(Read {
+            ack: Some(secret), ..
+        }) = open_locally(node, &bytes)
+        {
             node.store().write(|tx| apply_ack(tx, &secret, now))?;
             node.mailbox_bus()
                 .emit(MailboxEvent::Ack { secret, origin: 0 });
@@ -429,7 +432,10 @@ pub fn receive_from_peer(node: &Node, bytes: &[u8], env: &Envelope, origin: u64)
         Accepted::Known(_) | Accepted::Refused(_) => return Ok(false),
     };
     match open_locally(node, bytes) {
-        Some(Some(secret)) => {
+        Some(Read {
+            ack: Some(secret),
+            control,
+        }) => {
             // Ours and acked: nobody needs to carry it any more.
             node.store().write(|tx| apply_ack(tx, &secret, now))?;
             node.mailbox_bus()
@@ -439,9 +445,16 @@ pub fn receive_from_peer(node: &Node, bytes: &[u8], env: &Envelope, origin: u64)
             if let Err(e) = refresh_prekeys(node) {
                 tracing::debug!(error = %e, "prekey refresh failed");
             }
+            if control {
+                // A group invite, membership change or sender key: group
+                // envelopes carried here that were not ours, or not
+                // readable, a moment ago may be now. Read them at once
+                // rather than at the next session's start.
+                reoffer_mine(node, now)?;
+            }
         }
         // A group envelope we read: other members may still need it.
-        Some(None) | None => {
+        Some(Read { ack: None, .. }) | None => {
             flush_outbox(node)?;
             node.mailbox_bus()
                 .emit(MailboxEvent::Envelope { hash, origin });
@@ -450,10 +463,19 @@ pub fn receive_from_peer(node: &Node, bytes: &[u8], env: &Envelope, origin: u64)
     Ok(true)
 }
 
-/// Offers an envelope to this node's messaging: `Some(ack)` if it was ours
-/// and read (`ack` is `None` for group envelopes), `None` if not ours, not
-/// readable, or the key is unavailable (then it is only carried).
-fn open_locally(node: &Node, bytes: &[u8]) -> Option<Option<[u8; ACK_SECRET_LEN]>> {
+/// An envelope of ours that messaging read.
+struct Read {
+    /// Its ack secret (`None` for group envelopes, which are never acked).
+    ack: Option<[u8; ACK_SECRET_LEN]>,
+    /// It carried no message to show: a group invite, membership change or
+    /// sender key, which may make other carried envelopes readable.
+    control: bool,
+}
+
+/// Offers an envelope to this node's messaging: `Some` if it was ours and
+/// read, `None` if not ours, not readable, or the key is unavailable (then
+/// it is only carried).
+fn open_locally(node: &Node, bytes: &[u8]) -> Option<Read> {
     let result = node.with_messaging(|m| {
         if !m.is_mine(bytes)? {
             return Ok(None);
@@ -470,7 +492,10 @@ fn open_locally(node: &Node, bytes: &[u8]) -> Option<Option<[u8; ACK_SECRET_LEN]
                     sender: msg.sender,
                 });
             }
-            Some(r.ack)
+            Some(Read {
+                ack: r.ack,
+                control: r.message.is_none(),
+            })
         }
         Ok(Ok(None)) => None,
         Ok(Err(e)) => {
@@ -560,5 +585,58 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// Delivers `envelopes` to `node` as if a peer sent them.
+    fn deliver(node: &Node, envelopes: &[Vec<u8>]) {
+        for bytes in envelopes {
+            let env = Envelope::decode(bytes).unwrap();
+            receive_from_peer(node, bytes, &env, 1).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_group_message_that_overtook_its_invite_is_read_when_the_invite_arrives() {
+        use crate::messaging::Conversation;
+        let (_da, a) = crate::store::testutil::node();
+        let (_db, b) = crate::store::testutil::node();
+        let b_id = b.whoami().unwrap();
+        refresh_prekeys(&b).unwrap();
+        let feed = tempfile::NamedTempFile::new().unwrap();
+        b.export_feed(b_id, feed.path()).unwrap();
+        a.import(feed.path()).unwrap();
+
+        let group = a
+            .with_messaging(|m| m.create_group("friends"))
+            .unwrap()
+            .unwrap();
+        let invite = a
+            .with_messaging(|m| m.add_member(&group, &b_id))
+            .unwrap()
+            .unwrap();
+        let message = a
+            .with_messaging(|m| m.encrypt_group(&group, "overtaking hello"))
+            .unwrap()
+            .unwrap();
+        let texts = || -> Vec<String> {
+            b.with_messaging(|m| m.messages(Conversation::Group(group)))
+                .unwrap()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        };
+        // The group's messages (with the sender key they need) come first:
+        // B knows no such group yet and only carries what is addressed to it.
+        let (pairwise, group_only): (Vec<Vec<u8>>, Vec<Vec<u8>>) = message
+            .into_iter()
+            .partition(|e| b.with_messaging(|m| m.is_mine(e)).unwrap().unwrap_or(false));
+        deliver(&b, &group_only);
+        assert!(texts().is_empty());
+        // The invite and the sender key arrive: the carried message is read
+        // then, not at the next session's start.
+        deliver(&b, &invite);
+        deliver(&b, &pairwise);
+        assert_eq!(texts(), ["overtaking hello"]);
     }
 }
