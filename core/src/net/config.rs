@@ -30,7 +30,10 @@ pub struct NetConfig {
     /// Peers to dial at start (and to use as DHT bootstrap nodes).
     pub bootstrap: Vec<Multiaddr>,
     /// Redial the peers this node was connected to before (their last known
-    /// addresses are kept in the store). Default on.
+    /// addresses are kept in the store), and ask the remembered relays for
+    /// a reservation again at start (see [`crate::net::Network::relays`]).
+    /// Default on; off suits a short-lived network that only runs one
+    /// command (a relay whose invite is accepted on it is still asked).
     pub redial_known_peers: bool,
     /// Publish a signed "where to reach me" record for this identity in the
     /// DHT. Default off: it links the author id to this device's network id

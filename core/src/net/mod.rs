@@ -37,4 +37,4 @@ pub(crate) mod swarm;
 
 pub use config::NetConfig;
 pub use libp2p::{Multiaddr, PeerId};
-pub use network::{Network, PeerInfo, Reachability, SYNC_PROTOCOL};
+pub use network::{Network, PeerInfo, Reachability, RelayInfo, SYNC_PROTOCOL};

@@ -10,6 +10,10 @@
 //!   strike: it is disconnected and not accepted or redialled for
 //!   `2^strikes` seconds (at most an hour); three strikes, or a
 //!   `Penalty::Ban`, ban it for a day (kept in the store across restarts);
+//! * a relay whose invite was accepted is remembered (at most 8) and asked
+//!   for a reservation again at every start and after every loss, with
+//!   back-off capped at a minute, until the network stops or the relay is
+//!   forgotten ([`Network::forget_relay`]);
 //! * [`Network::stop`] is graceful: sessions see their input end and get
 //!   [`crate::net::NetConfig::shutdown_grace`] to finish their writes, then
 //!   every connection is closed and the swarm task ends.
@@ -60,8 +64,14 @@ const LISTEN_WAIT: Duration = Duration::from_secs(5);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause after the first failed relay reservation (doubling after each).
 const RESERVATION_FIRST_RETRY: Duration = Duration::from_millis(250);
-/// Longest pause between relay reservation attempts.
-const RESERVATION_MAX_RETRY: Duration = Duration::from_secs(4);
+/// Longest pause between relay reservation attempts: a relay that is down
+/// for hours costs one dial a minute.
+const RESERVATION_MAX_RETRY: Duration = Duration::from_secs(60);
+/// A reservation held at least this long counts as healthy: after losing it
+/// the back-off starts again from [`RESERVATION_FIRST_RETRY`]. One lost
+/// sooner keeps the grown pause, so a relay that grants and drops at once
+/// is not asked in a tight loop.
+const RESERVATION_STABLE: Duration = Duration::from_secs(60);
 
 /// An `Error` for network failures (reported as I/O errors).
 pub(crate) fn net_error(msg: String) -> Error {
@@ -159,6 +169,40 @@ pub(crate) struct State {
     pub reachability: Reachability,
     /// External addresses confirmed (by AutoNAT, or taken by a relay).
     pub external: Vec<Multiaddr>,
+    /// Relays with a running reservation keeper.
+    pub relays: HashMap<PeerId, RelayKeeper>,
+}
+
+/// The handle of one relay's reservation keeper ([`keep_reservation`]).
+pub(crate) struct RelayKeeper {
+    /// What it reports.
+    status: watch::Receiver<RelayStatus>,
+    /// Cuts its back-off pause short (a new invite from the relay).
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// What a relay's reservation keeper reports.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RelayStatus {
+    /// The circuit address while the relay holds a reservation for us.
+    pub listening: Option<Multiaddr>,
+    /// Reservations asked for since the last one granted.
+    pub attempts: u32,
+    /// Why the last attempt failed, or why the reservation was lost.
+    pub reason: String,
+}
+
+/// A relay this node keeps a reservation at, as [`Network::relays`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInfo {
+    /// The relay's network id.
+    pub peer: PeerId,
+    /// Where this node reaches it.
+    pub addrs: Vec<Multiaddr>,
+    /// The circuit address peers reach this node at through it, while the
+    /// relay holds a reservation; `None` while the node is asking for one.
+    pub listening: Option<Multiaddr>,
 }
 
 /// Shared by every clone of [`Network`] and by its tasks.
@@ -346,6 +390,33 @@ impl Inner {
         let _ = self.commands.send(Command::Disconnect(peer));
     }
 
+    /// Starts keeping a reservation at `relay` (remembered in the store)
+    /// unless a keeper already runs for it; returns the keeper's status.
+    pub(crate) fn keep_relay(self: &Arc<Self>, relay: PeerId) -> watch::Receiver<RelayStatus> {
+        let mut st = self.state();
+        if let Some(keeper) = st.relays.get(&relay)
+            && keeper.status.has_changed().is_ok()
+        {
+            // Someone wants the reservation now: do not let them wait out
+            // a long pause after earlier failures.
+            keeper.wake.notify_one();
+            return keeper.status.clone();
+        }
+        let (tx, rx) = watch::channel(RelayStatus::default());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        st.relays.insert(
+            relay,
+            RelayKeeper {
+                status: rx.clone(),
+                wake: wake.clone(),
+            },
+        );
+        drop(st);
+        let inner = self.clone();
+        self.spawn(keep_reservation(inner, relay, tx, wake));
+        rx
+    }
+
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         let h = tokio::spawn(fut);
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(h);
@@ -462,6 +533,18 @@ impl Network {
                 peer: None,
                 reply: None,
             });
+        }
+        // Reservations do not survive a restart: ask every remembered
+        // relay again, or this node is unreachable behind its NAT.
+        if net.inner.config.redial_known_peers {
+            match persist::known_relays(&net.inner.node) {
+                Ok(relays) => {
+                    for r in relays {
+                        net.inner.keep_relay(r.peer);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot read the remembered relays: {e}"),
+            }
         }
         if net.inner.config.redial_known_peers {
             let inner = net.inner.clone();
@@ -801,47 +884,71 @@ impl Network {
         Ok(answer)
     }
 
-    /// Asks the relay `relay` (reachable at `addrs`) for a reservation
-    /// until one is granted or [`NetConfig::relay_reservation_timeout`]
-    /// passes, trying its addresses in turn with back-off between rounds.
+    /// Remembers the relay `relay` (reachable at `addrs`), makes sure its
+    /// reservation keeper runs, and waits until the relay granted a
+    /// reservation or [`NetConfig::relay_reservation_timeout`] passes. The
+    /// keeper goes on asking (with capped back-off) after that.
     async fn reserve(&self, addrs: &[Multiaddr], relay: PeerId) -> RelayReservation {
-        let deadline = Instant::now() + self.inner.config.relay_reservation_timeout;
-        let mut attempts = 0u32;
-        let mut reason = String::from("the invite lists no address");
-        let mut pause = RESERVATION_FIRST_RETRY;
-        loop {
-            for addr in addrs {
-                let circuit =
-                    with_peer(addr.clone(), relay).with(libp2p::multiaddr::Protocol::P2pCircuit);
-                attempts += 1;
-                let (tx, rx) = oneshot::channel();
-                if self.send(Command::Reserve(circuit, tx)).is_err() {
-                    reason = "network stopped".into();
-                    return RelayReservation::Failed(ReservationError { attempts, reason });
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, rx).await {
-                    Ok(Ok(Ok(listening))) => {
-                        tracing::info!(%listening, attempts, "listening through the relay");
-                        return RelayReservation::Listening(listening);
-                    }
-                    Ok(Ok(Err(e))) => reason = e,
-                    Ok(Err(_)) => reason = "network stopped".into(),
-                    Err(_) => reason = "the relay did not answer in time".into(),
-                }
-                tracing::info!(%relay, attempts, "relay reservation failed: {reason}");
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            if self.is_stopping() || Instant::now() + pause >= deadline {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RESERVATION_MAX_RETRY);
+        if let Err(e) = persist::remember_relay(&self.inner.node, &relay, addrs) {
+            tracing::warn!(%relay, "cannot remember the relay: {e}");
+            return RelayReservation::Failed(ReservationError {
+                attempts: 0,
+                reason: format!("cannot remember the relay: {e}"),
+            });
         }
-        tracing::warn!(%relay, attempts, "no relay reservation: {reason}");
-        RelayReservation::Failed(ReservationError { attempts, reason })
+        let mut status = self.inner.keep_relay(relay);
+        let wait = self.inner.config.relay_reservation_timeout;
+        let granted = tokio::time::timeout(wait, status.wait_for(|s| s.listening.is_some()))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|s| s.listening.clone()));
+        if let Some(listening) = granted {
+            return RelayReservation::Listening(listening);
+        }
+        let s = status.borrow().clone();
+        let reason = if s.reason.is_empty() {
+            "the relay did not answer in time".to_string()
+        } else {
+            s.reason
+        };
+        tracing::warn!(%relay, attempts = s.attempts, "no relay reservation yet: {reason}");
+        RelayReservation::Failed(ReservationError {
+            attempts: s.attempts,
+            reason,
+        })
+    }
+
+    /// The relays this node keeps a reservation at (remembered in the
+    /// store: those whose invite it accepted, at most eight), and whether
+    /// each holds one now.
+    ///
+    /// Errors: [`Error::Storage`] if the store cannot be read.
+    pub fn relays(&self) -> Result<Vec<RelayInfo>> {
+        let known = persist::known_relays(&self.inner.node)?;
+        let st = self.inner.state();
+        Ok(known
+            .into_iter()
+            .map(|k| RelayInfo {
+                listening: st
+                    .relays
+                    .get(&k.peer)
+                    .and_then(|k| k.status.borrow().listening.clone()),
+                peer: k.peer,
+                addrs: k.addrs,
+            })
+            .collect())
+    }
+
+    /// Stops keeping a reservation at `relay` and forgets it: its circuit
+    /// listener is closed and it is not asked again, now or after a
+    /// restart. Returns whether it was remembered.
+    ///
+    /// Errors: [`Error::Storage`] if the store cannot be written.
+    pub fn forget_relay(&self, relay: PeerId) -> Result<bool> {
+        let was = persist::forget_relay(&self.inner.node, &relay)?;
+        // The keeper sees the row gone once the listener has closed.
+        let _ = self.send(Command::Unreserve(relay));
+        Ok(was)
     }
 
     /// Publishes this identity's signed "where to reach me" record in the
@@ -1053,6 +1160,143 @@ async fn redial_loop(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// Keeps a reservation at `relay` for as long as the network runs and the
+/// relay is remembered: asks for one (each stored address in turn), waits
+/// while it is held, and asks again when it is lost, with back-off from
+/// [`RESERVATION_FIRST_RETRY`] doubling to [`RESERVATION_MAX_RETRY`]
+/// between rounds (shortened by a random quarter at most, so keepers of
+/// relays lost together, e.g. when the network changes, spread out).
+/// `wake` ends a pause early and restarts the back-off.
+async fn keep_reservation(
+    inner: Arc<Inner>,
+    relay: PeerId,
+    status: watch::Sender<RelayStatus>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut stop = inner.shutdown.subscribe();
+    let mut pause = RESERVATION_FIRST_RETRY;
+    let mut attempts = 0u32;
+    loop {
+        if inner.stopping() {
+            return;
+        }
+        // Read each round: a later invite may have brought new addresses,
+        // and `forget_relay` deletes the row.
+        let addrs = match persist::relay_addrs(&inner.node, &relay) {
+            Ok(Some(addrs)) => addrs,
+            Ok(None) => {
+                tracing::info!(%relay, "relay forgotten: no longer asking it for a reservation");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(%relay, "cannot read the relay's addresses: {e}");
+                Vec::new()
+            }
+        };
+        for addr in addrs {
+            attempts = attempts.saturating_add(1);
+            let circuit = with_peer(addr, relay).with(libp2p::multiaddr::Protocol::P2pCircuit);
+            let outcome = tokio::select! {
+                _ = stop.changed() => return,
+                o = reserve_once(&inner, circuit, relay) => o,
+            };
+            match outcome {
+                Ok((listening, lost)) => {
+                    tracing::info!(%relay, %listening, attempts, "listening through the relay (reservation granted)");
+                    if let Err(e) = persist::relay_reserved(&inner.node, &relay) {
+                        tracing::debug!(%relay, "cannot record the reservation: {e}");
+                    }
+                    status.send_replace(RelayStatus {
+                        listening: Some(listening),
+                        attempts,
+                        reason: String::new(),
+                    });
+                    let since = Instant::now();
+                    let why = tokio::select! {
+                        _ = stop.changed() => return,
+                        why = lost => why.unwrap_or_else(|_| "network stopped".into()),
+                    };
+                    tracing::info!(%relay, "relay reservation lost ({why}); asking again");
+                    attempts = 0;
+                    status.send_replace(RelayStatus {
+                        listening: None,
+                        attempts,
+                        reason: why,
+                    });
+                    if since.elapsed() >= RESERVATION_STABLE {
+                        pause = RESERVATION_FIRST_RETRY;
+                    }
+                    // Pause before asking again: the relay may be
+                    // restarting, or dropping us on purpose.
+                    break;
+                }
+                Err(reason) => {
+                    tracing::info!(%relay, attempts, "relay reservation failed: {reason}");
+                    status.send_modify(|s| {
+                        s.attempts = attempts;
+                        s.reason = reason;
+                    });
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(jittered(pause)) => {
+                pause = (pause * 2).min(RESERVATION_MAX_RETRY);
+            }
+            _ = wake.notified() => pause = RESERVATION_FIRST_RETRY,
+        }
+    }
+    // Unless a new keeper for the relay took over meanwhile.
+    drop(status);
+    let mut st = inner.state();
+    if st
+        .relays
+        .get(&relay)
+        .is_some_and(|k| k.status.has_changed().is_err())
+    {
+        st.relays.remove(&relay);
+    }
+}
+
+/// Asks the relay for one reservation through `circuit`; the circuit
+/// address and a receiver that fires when it is lost, or why it failed.
+/// Gives up after [`NetConfig::relay_reservation_timeout`] (the swarm then
+/// drops a late grant).
+async fn reserve_once(
+    inner: &Inner,
+    circuit: Multiaddr,
+    relay: PeerId,
+) -> std::result::Result<(Multiaddr, oneshot::Receiver<String>), String> {
+    let (granted, granted_rx) = oneshot::channel();
+    let (lost, lost_rx) = oneshot::channel();
+    inner
+        .commands
+        .send(Command::Reserve {
+            addr: circuit,
+            relay,
+            granted,
+            lost,
+        })
+        .map_err(|_| "network stopped".to_string())?;
+    match tokio::time::timeout(inner.config.relay_reservation_timeout, granted_rx).await {
+        Ok(Ok(Ok(listening))) => Ok((listening, lost_rx)),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Err(_)) => Err("network stopped".into()),
+        Err(_) => Err("the relay did not answer in time".into()),
+    }
+}
+
+/// `pause` shortened by a random amount of up to a quarter.
+fn jittered(pause: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    if getrandom::fill(&mut b).is_err() {
+        return pause;
+    }
+    let fraction = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 4.0;
+    pause.mul_f64(1.0 - fraction)
 }
 
 /// Publishes the reach record now and every six hours.

@@ -1,6 +1,7 @@
 //! What the network layer keeps in the node's store: its tables
-//! (`schema/0004_net.sql`), the device's network key (sealed at rest), the
-//! peers it knows with their penalties, and invite tokens.
+//! (`schema/0004_net.sql`, `schema/0008_net_relays.sql`), the device's
+//! network key (sealed at rest), the peers it knows with their penalties,
+//! invite tokens, and the relays it keeps a reservation at.
 //!
 //! Guarantees: the network key exists on disk only sealed with the app's
 //! at-rest key (label `net-key`), like the identity's root seed; invite
@@ -21,12 +22,20 @@ use crate::store::{now_ms, secrets, to_sql_int};
 const NET_KEY: &str = "net-key";
 /// The table definitions.
 const SCHEMA: &str = include_str!("../store/schema/0004_net.sql");
+/// The relay table (a later migration, also `IF NOT EXISTS`).
+const SCHEMA_RELAYS: &str = include_str!("../store/schema/0008_net_relays.sql");
 /// Most addresses remembered per peer.
 const MAX_ADDRS: usize = 8;
+/// Most relays remembered. Each costs a reservation (and a connection
+/// kept open to the relay), so a handful is plenty.
+pub(crate) const MAX_RELAYS: u32 = 8;
 
 /// Creates the network tables if the store's migrations did not.
 pub fn ensure_schema(node: &Node) -> Result<()> {
-    node.store().write(|tx| Ok(tx.execute_batch(SCHEMA)?))
+    node.store().write(|tx| {
+        tx.execute_batch(SCHEMA)?;
+        Ok(tx.execute_batch(SCHEMA_RELAYS)?)
+    })
 }
 
 /// This device's network key: loaded (unsealed) from the store, or created
@@ -205,4 +214,148 @@ pub fn redeem_invite(node: &Node, token: &[u8; 16], newcomer: &AuthorId) -> Resu
             ))
         }
     })
+}
+
+/// A relay this node keeps a reservation at.
+#[derive(Debug, Clone)]
+pub struct KnownRelay {
+    /// The relay's network id.
+    pub peer: PeerId,
+    /// Where to reach it.
+    pub addrs: Vec<Multiaddr>,
+}
+
+fn parse_addrs(lines: &str) -> Vec<Multiaddr> {
+    lines.lines().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// Remembers `relay` (reachable at `addrs`) as one to keep a reservation
+/// at, and forgets the least recently used relays beyond [`MAX_RELAYS`].
+/// Empty `addrs` keep the stored ones.
+pub fn remember_relay(node: &Node, relay: &PeerId, addrs: &[Multiaddr]) -> Result<()> {
+    let mut lines: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    lines.dedup();
+    lines.truncate(MAX_ADDRS);
+    let joined = lines.join("\n");
+    let now = to_sql_int(now_ms())?;
+    node.store().write(|tx| {
+        tx.prepare_cached(
+            "INSERT INTO net_relays (peer_id, addrs, added_at, last_used) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (peer_id) DO UPDATE SET
+               addrs = CASE WHEN excluded.addrs = '' THEN addrs ELSE excluded.addrs END,
+               last_used = excluded.last_used",
+        )?
+        .execute(params![relay.to_string(), joined, now])?;
+        tx.prepare_cached(
+            "DELETE FROM net_relays WHERE peer_id NOT IN
+               (SELECT peer_id FROM net_relays ORDER BY last_used DESC, peer_id LIMIT ?1)",
+        )?
+        .execute([MAX_RELAYS])?;
+        Ok(())
+    })
+}
+
+/// Records that `relay` granted a reservation just now (so it is the last
+/// to be dropped when the list is full).
+pub fn relay_reserved(node: &Node, relay: &PeerId) -> Result<()> {
+    let now = to_sql_int(now_ms())?;
+    node.store().write(|tx| {
+        tx.prepare_cached("UPDATE net_relays SET last_used = ?2 WHERE peer_id = ?1")?
+            .execute(params![relay.to_string(), now])?;
+        Ok(())
+    })
+}
+
+/// The remembered relays (at most [`MAX_RELAYS`]), most recently used
+/// first. Rows that cannot be parsed are skipped.
+pub fn known_relays(node: &Node) -> Result<Vec<KnownRelay>> {
+    node.store().read(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT peer_id, addrs FROM net_relays ORDER BY last_used DESC, peer_id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([MAX_RELAYS], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pid, addrs) = row?;
+            if let Ok(peer) = pid.parse::<PeerId>() {
+                out.push(KnownRelay {
+                    peer,
+                    addrs: parse_addrs(&addrs),
+                });
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The stored addresses of `relay`, or `None` if it is not remembered
+/// (never was, or was forgotten).
+pub fn relay_addrs(node: &Node, relay: &PeerId) -> Result<Option<Vec<Multiaddr>>> {
+    node.store().read(|c| {
+        Ok(
+            c.prepare_cached("SELECT addrs FROM net_relays WHERE peer_id = ?1")?
+                .query_row([relay.to_string()], |r| r.get::<_, String>(0))
+                .optional()?
+                .map(|a| parse_addrs(&a)),
+        )
+    })
+}
+
+/// Forgets `relay`; returns whether it was remembered.
+pub fn forget_relay(node: &Node, relay: &PeerId) -> Result<bool> {
+    node.store().write(|tx| {
+        Ok(tx
+            .prepare_cached("DELETE FROM net_relays WHERE peer_id = ?1")?
+            .execute([relay.to_string()])?
+            == 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::testutil;
+
+    fn relay(n: u8) -> (PeerId, Multiaddr) {
+        let peer = Keypair::ed25519_from_bytes([n; 32])
+            .unwrap()
+            .public()
+            .to_peer_id();
+        (peer, format!("/ip4/10.0.0.{n}/tcp/4001").parse().unwrap())
+    }
+
+    #[test]
+    fn relays_are_bounded_and_can_be_forgotten() {
+        let (_dir, node) = testutil::node();
+        ensure_schema(&node).unwrap();
+        let count = u8::try_from(MAX_RELAYS).unwrap() + 2;
+        for n in 1..=count {
+            let (peer, addr) = relay(n);
+            remember_relay(&node, &peer, &[addr]).unwrap();
+            // Distinct `last_used` times, so the oldest is well defined.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let known = known_relays(&node).unwrap();
+        assert_eq!(known.len(), MAX_RELAYS as usize);
+        assert!(
+            known
+                .iter()
+                .all(|k| k.peer != relay(1).0 && k.peer != relay(2).0)
+        );
+        assert_eq!(known[0].peer, relay(count).0, "newest first");
+        assert_eq!(known[0].addrs, vec![relay(count).1]);
+
+        // Empty addresses keep the stored ones.
+        let (peer, addr) = relay(count);
+        remember_relay(&node, &peer, &[]).unwrap();
+        assert_eq!(relay_addrs(&node, &peer).unwrap(), Some(vec![addr]));
+
+        assert!(forget_relay(&node, &peer).unwrap());
+        assert!(!forget_relay(&node, &peer).unwrap());
+        assert_eq!(relay_addrs(&node, &peer).unwrap(), None);
+    }
 }

@@ -41,12 +41,19 @@ pub(crate) enum Command {
     /// Close every connection to a peer.
     Disconnect(PeerId),
     /// Listen through a relay (a `…/p2p/RELAY/p2p-circuit` address): a
-    /// reservation. Answers with the circuit address once the relay granted
-    /// it, or why it failed.
-    Reserve(
-        Multiaddr,
-        oneshot::Sender<std::result::Result<Multiaddr, String>>,
-    ),
+    /// reservation. `granted` answers with the circuit address once the
+    /// relay granted it, or why it failed; `lost` then fires with the reason
+    /// when the circuit listener closes (the reservation was lost, the
+    /// connection to the relay dropped). If nobody waits for `granted` any
+    /// more when the relay grants, the listener is removed again.
+    Reserve {
+        addr: Multiaddr,
+        relay: PeerId,
+        granted: oneshot::Sender<std::result::Result<Multiaddr, String>>,
+        lost: oneshot::Sender<String>,
+    },
+    /// Close every circuit listener through this relay (it was forgotten).
+    Unreserve(PeerId),
     /// Publish a DHT record (already signed and validated).
     PutRecord(kad::Record),
     /// Look a DHT key up; answers with every record found.
@@ -88,6 +95,9 @@ struct Pending {
     dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId>>>,
     lookups: Lookups,
     reservations: HashMap<ListenerId, oneshot::Sender<std::result::Result<Multiaddr, String>>>,
+    /// Circuit listeners asked for with [`Command::Reserve`]: their relay,
+    /// and who to tell when they close.
+    circuits: HashMap<ListenerId, (PeerId, oneshot::Sender<String>)>,
 }
 
 /// The swarm loop. Returns after [`Command::Stop`] or when every handle is
@@ -152,14 +162,32 @@ fn handle_command(swarm: &mut Swarm<Behaviour>, cmd: Command, pending: &mut Pend
         Command::Disconnect(peer) => {
             let _ = swarm.disconnect_peer_id(peer);
         }
-        Command::Reserve(addr, reply) => match swarm.listen_on(addr) {
+        Command::Reserve {
+            addr,
+            relay,
+            granted,
+            lost,
+        } => match swarm.listen_on(addr) {
             Ok(id) => {
-                pending.reservations.insert(id, reply);
+                pending.reservations.insert(id, granted);
+                pending.circuits.insert(id, (relay, lost));
             }
             Err(e) => {
-                let _ = reply.send(Err(format!("cannot listen through the relay: {e}")));
+                let _ = granted.send(Err(format!("cannot listen through the relay: {e}")));
             }
         },
+        Command::Unreserve(relay) => {
+            let ids: Vec<ListenerId> = pending
+                .circuits
+                .iter()
+                .filter(|(_, (r, _))| *r == relay)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                // Its `ListenerClosed` event tells the keeper.
+                swarm.remove_listener(id);
+            }
+        }
         Command::PutRecord(record) => {
             if let Err(e) = swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
                 tracing::warn!("could not store own DHT record: {e}");
@@ -187,8 +215,14 @@ fn handle_event(
             address,
         } => {
             tracing::info!(%address, "listening");
-            if let Some(reply) = pending.reservations.remove(&listener_id) {
-                let _ = reply.send(Ok(address.clone()));
+            if let Some(reply) = pending.reservations.remove(&listener_id)
+                && reply.send(Ok(address.clone())).is_err()
+            {
+                // The keeper gave up on this attempt (timed out) and will
+                // ask again: an untracked reservation would never be
+                // renewed after a loss, so drop it.
+                swarm.remove_listener(listener_id);
+                return;
             }
             // A node run as a public relay is reachable where it listens
             // (that is what its operator says by enabling the role). The
@@ -217,10 +251,12 @@ fn handle_event(
                 Ok(()) => "the listener closed".to_string(),
                 Err(e) => e.to_string(),
             };
+            let circuit = pending.circuits.remove(&listener_id);
             if let Some(reply) = pending.reservations.remove(&listener_id) {
                 let _ = reply.send(Err(why));
-            } else if addresses.iter().any(is_circuit) {
-                tracing::warn!(?addresses, "relay reservation lost: {why}");
+            } else if let Some((relay, lost)) = circuit {
+                tracing::warn!(%relay, ?addresses, "relay reservation lost: {why}");
+                let _ = lost.send(why);
             }
             inner.state().listen.retain(|a| !addresses.contains(a));
         }

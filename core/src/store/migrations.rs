@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0005_mailbox.sql"),
     include_str!("schema/0006_fewer_random_indexes.sql"),
     include_str!("schema/0007_deferred_search_index.sql"),
+    include_str!("schema/0008_net_relays.sql"),
 ];
 
 /// The schema version this build writes.
