@@ -110,7 +110,9 @@ pub struct NetworkConfig {
     /// a relay the user was invited to. Default none.
     #[uniffi(default = [])]
     pub bootstrap: Vec<String>,
-    /// Redial the peers this node was connected to before (default on).
+    /// Redial the peers this node was connected to before, and ask the
+    /// relays it was invited through for a reservation again, so that it
+    /// stays reachable behind a NAT after a restart (default on).
     #[uniffi(default = true)]
     pub redial_known_peers: bool,
 }
