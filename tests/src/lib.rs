@@ -20,9 +20,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -328,4 +330,40 @@ pub fn nonce() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{:x}{:x}", t, std::process::id())
+}
+
+/// Spawns `cmd` (a `starling --json serve …`) with its stdout piped and
+/// waits up to 30 s for the one-line JSON document it prints at startup.
+/// A thread keeps draining stdout afterwards, so the node's last line
+/// ("stopped") always has a reader. Panics, after killing the process, if
+/// no line comes or the line is not JSON.
+pub fn spawn_serve(mut cmd: Command) -> (Child, Value) {
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn starling serve");
+    let stdout = child.stdout.take().expect("serve's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
+            rest.clear();
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("serve printed no startup line in time: {e}");
+        }
+    };
+    match serde_json::from_str(&line) {
+        Ok(startup) => (child, startup),
+        Err(e) => {
+            let _ = child.kill();
+            panic!("serve's startup line is not JSON ({e}): {line:?}");
+        }
+    }
 }

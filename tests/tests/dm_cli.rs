@@ -4,12 +4,11 @@
 //! `group …`, `safety-number` (`--json` shapes), and the errors (bad ids,
 //! no bundle, a changed key refusing to send until accepted).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::TestNode;
+use starling_tests::{TestNode, spawn_serve};
 
 /// A running `starling serve`.
 struct Serve {
@@ -27,24 +26,7 @@ impl Serve {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
         ]);
-        cmd.stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed its startup line");
-        let startup: Value = serde_json::from_str(&line).expect("startup JSON");
+        let (child, startup) = spawn_serve(cmd);
         Serve { child, startup }
     }
 

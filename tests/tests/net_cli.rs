@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::{TestNode, nonce, starling_bin};
+use starling_tests::{TestNode, nonce, spawn_serve, starling_bin};
 
 /// A running `starling serve`.
 struct Serve {
@@ -24,28 +24,7 @@ impl Serve {
 
     fn start_with(mut cmd: Command, extra: &[&str]) -> Serve {
         cmd.args(["--json", "serve", "--no-mdns"]).args(extra);
-        cmd.stdout(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep draining so the node's last line ("stopped") has a reader.
-            let mut rest = String::new();
-            while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed its startup line in time");
-        let startup: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let _ = child.kill();
-            panic!("startup line is not JSON ({e}): {line:?}")
-        });
+        let (child, startup) = spawn_serve(cmd);
         Serve { child, startup }
     }
 

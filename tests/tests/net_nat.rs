@@ -44,13 +44,12 @@
 //! fast links, because each side's SYN reaches the other NAT before that
 //! side has sent its own; real NATs vary more than these two kinds.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::{TestNode, nonce, starling_bin};
+use starling_tests::{TestNode, nonce, spawn_serve, starling_bin};
 
 /// How long to wait for anything network-related to settle.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -287,28 +286,8 @@ impl Serve {
         );
         cmd.args(["--json", "serve", "--no-mdns"]).args(extra);
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
-        let mut child = cmd.spawn().expect("spawn serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = String::new();
-            while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
-                rest.clear();
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed its startup line in time");
-        let startup: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let _ = child.kill();
-            panic!("{name}: startup line is not JSON ({e}): {line:?}")
-        });
+        let (child, startup) = spawn_serve(cmd);
         Serve {
             child,
             startup,
