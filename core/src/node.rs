@@ -1011,6 +1011,14 @@ mod tests {
             .unwrap()
     }
 
+    /// How many posts a search for `word` finds (after its catch-up).
+    fn search_hits(node: &Node, word: &str) -> usize {
+        node.search(word, PageRequest::first(100))
+            .unwrap()
+            .items
+            .len()
+    }
+
     fn check_search_index_integrity(node: &Node) {
         node.store()
             .write(|tx| {
@@ -1075,11 +1083,7 @@ mod tests {
         let cli = Node::open(dir.path(), keys).unwrap();
         cli.post("cormorantwing from the other process", None)
             .unwrap();
-        let found = node
-            .search("cormorantwing", PageRequest::first(10))
-            .unwrap()
-            .items;
-        assert_eq!(found.len(), 2);
+        assert_eq!(search_hits(&node, "cormorantwing"), 2);
         check_search_index_integrity(&node);
     }
 
@@ -1116,11 +1120,7 @@ mod tests {
         // and must not count as indexed.
         node.block(a.id()).unwrap();
         node.post("kingfisherblue after the block", None).unwrap();
-        let found = node
-            .search("kingfisherblue", PageRequest::first(10))
-            .unwrap()
-            .items;
-        assert_eq!(found.len(), 1);
+        assert_eq!(search_hits(&node, "kingfisherblue"), 1);
         check_search_index_integrity(&node);
     }
 
@@ -1140,11 +1140,7 @@ mod tests {
             .unwrap();
         assert_eq!(posts_waiting_for_search(&node), 0);
         node.ingest(vec![late]).unwrap();
-        let found = node
-            .search("albatrosswing", PageRequest::first(10))
-            .unwrap()
-            .items;
-        assert_eq!(found.len(), 1);
+        assert_eq!(search_hits(&node, "albatrosswing"), 1);
         check_search_index_integrity(&node);
     }
 
