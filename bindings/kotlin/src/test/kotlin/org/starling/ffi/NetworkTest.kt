@@ -53,7 +53,7 @@ class NetworkTest {
                 diagnostics() == Diagnostics(liveNodes = 0uL, liveSubscriptions = 0uL, liveNetworks = 0uL)
             }
         }
-        assertEquals(threadsBefore, nonDaemonThreads(), "leaked JVM threads")
+        assertNoThreadsLeft(threadsBefore)
     }
 
     private fun loopback() =

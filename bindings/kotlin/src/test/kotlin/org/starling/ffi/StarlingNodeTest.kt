@@ -36,7 +36,7 @@ class StarlingNodeTest {
         runBlocking {
             eventually(what = "all nodes released") { diagnostics().liveNodes == 0uL }
         }
-        assertEquals(threadsBefore, nonDaemonThreads(), "leaked JVM threads")
+        assertNoThreadsLeft(threadsBefore)
     }
 
     private suspend fun node(

@@ -2,6 +2,7 @@ package org.starling.ffi
 
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.withTimeout
+import org.junit.jupiter.api.Assertions.assertEquals
 import java.nio.file.Path
 
 /** Key provider whose behaviour a test can switch. */
@@ -46,3 +47,20 @@ fun nonDaemonThreads(): Set<String> =
         .filter { it.isAlive && !it.isDaemon }
         .map { it.name }
         .toSet()
+
+/**
+ * Fails if the non-daemon JVM threads are not the same as [before]. A native
+ * thread that completed a call (a callback into the JVM) is attached by JNA
+ * as an unnamed "Thread-N" and detached when the callback returns, so it can
+ * still be listed for a moment after the last call: this waits up to
+ * [timeoutMs] for the set to settle, then judges. A real leak stays. Call it
+ * outside `runBlocking`, which renames the calling thread while it runs.
+ */
+fun assertNoThreadsLeft(
+    before: Set<String>,
+    timeoutMs: Long = 5_000,
+) {
+    val deadline = System.nanoTime() + timeoutMs * 1_000_000
+    while (nonDaemonThreads() != before && System.nanoTime() < deadline) Thread.sleep(10)
+    assertEquals(before, nonDaemonThreads(), "leaked JVM threads")
+}
