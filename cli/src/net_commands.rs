@@ -70,6 +70,23 @@ pub enum NetCommand {
     /// Attachments (content-addressed blobs).
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// The relays this node keeps a reservation at (to stay reachable
+    /// behind a NAT).
+    #[command(subcommand)]
+    Relay(RelayCommand),
+}
+
+/// `starling relay …`
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// The remembered relays, and the circuit address peers reach this
+    /// node at through each while it holds a reservation there.
+    List,
+    /// Stop keeping a reservation at a relay and forget it.
+    Forget {
+        /// The relay's network id (12D3Koo…, as `starling relay list` shows).
+        peer: String,
+    },
 }
 
 /// `starling invite …`
@@ -308,6 +325,34 @@ pub fn run(
                     Ok(Report::new(Value::Null, String::new()))
                 }
             }
+        }
+        NetCommand::Relay(RelayCommand::List) => {
+            let r = ask(data_dir, json!({ "cmd": "relays" }))?;
+            let mut text = String::new();
+            for relay in r.as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "{}  {}
+",
+                    relay["peer"].as_str().unwrap_or_default(),
+                    match relay["listening"].as_str() {
+                        Some(circuit) => format!("reachable at {circuit}"),
+                        None => "asking for a reservation".into(),
+                    }
+                ));
+            }
+            if text.is_empty() {
+                text = "No relays: accept an invite from a node run with `serve --relay`.\n".into();
+            }
+            Ok(Report::new(json!({ "relays": r }), text))
+        }
+        NetCommand::Relay(RelayCommand::Forget { peer }) => {
+            let r = ask(data_dir, json!({ "cmd": "relay_forget", "peer": peer }))?;
+            let text = if r["forgotten"].as_bool() == Some(true) {
+                format!("Forgot relay {peer}; no longer reachable through it.\n")
+            } else {
+                format!("{peer} was not a remembered relay.\n")
+            };
+            Ok(Report::new(r, text))
         }
     }
 }

@@ -78,7 +78,8 @@ fn serve_invite_live_post_blobs_and_graceful_stop() {
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     assert!(run.stdout.contains("no running node"), "{}", run.stdout);
 
-    let sa = Serve::start(&a, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    // A is a public relay: B's accept also asks it for a reservation.
+    let sa = Serve::start(&a, &["--listen", "/ip4/127.0.0.1/tcp/0", "--relay"]);
     assert_eq!(sa.startup["event"], "listening");
     assert_eq!(sa.startup["author"], a_id.as_str());
     assert!(
@@ -109,8 +110,32 @@ fn serve_invite_live_post_blobs_and_graceful_stop() {
     assert!(code.starts_with("stlinv1"));
     let accepted = b.ok(&["invite", "accept", &code]);
     assert_eq!(accepted["inviter"], a_id.as_str());
+    assert_eq!(accepted["reservation"]["status"], "listening", "{accepted}");
     // Used once: a second accept is refused as bad input.
     assert_eq!(b.run(&["invite", "accept", &code]).code, Some(65));
+
+    // B keeps its reservation at A (and would ask again after a restart)
+    // until told to forget it.
+    let relays = b.ok(&["relay", "list"]);
+    let listed = relays["relays"].as_array().expect("relays");
+    assert_eq!(listed.len(), 1, "{relays}");
+    assert_eq!(listed[0]["peer"], sa.startup["peer_id"]);
+    assert!(
+        listed[0]["listening"]
+            .as_str()
+            .is_some_and(|c| c.contains("/p2p-circuit")),
+        "{relays}"
+    );
+    assert_eq!(b.run(&["relay", "forget", "not-a-peer-id"]).code, Some(65));
+    let a_peer = sa.startup["peer_id"].as_str().expect("peer id");
+    assert_eq!(b.ok(&["relay", "forget", a_peer])["forgotten"], true);
+    assert!(
+        b.ok(&["relay", "list"])["relays"]
+            .as_array()
+            .expect("relays")
+            .is_empty()
+    );
+    assert_eq!(b.ok(&["relay", "forget", a_peer])["forgotten"], false);
 
     let peers = a.ok(&["peers"]);
     assert_eq!(peers["peers"].as_array().expect("peers").len(), 1);

@@ -13,6 +13,8 @@
 //! → {"cmd":"invite_accept","code":"…"}    ← {"ok":true,"result":{"inviter":"stl1…","relay":…,"reservation":{"status":…}}}
 //! → {"cmd":"sync_status"}                 ← {"ok":true,"result":[{"peer":…,"connected":…,"feeds_in_sync":…,"entries_behind":…,"author":…}]}
 //! → {"cmd":"blob_fetch","id":"stlb1…"}    ← {"ok":true,"result":{"id":…,"size":…}}
+//! → {"cmd":"relays"}                      ← {"ok":true,"result":[{"peer":…,"addrs":[…],"listening":"/…/p2p-circuit/…"|null}]}
+//! → {"cmd":"relay_forget","peer":"12D3…"} ← {"ok":true,"result":{"forgotten":true|false}}
 //! errors:                                 ← {"ok":false,"error":"…","kind":"bad_input"|"not_found"|"other"}
 //! ```
 //!
@@ -186,6 +188,24 @@ async fn dispatch(net: &Network, req: &Value) -> Result<Value> {
             let id: BlobId = str_arg(req, "id")?.parse()?;
             let bytes = net.fetch_blob(id).await?;
             Ok(json!({ "id": id.to_string(), "size": bytes.len() }))
+        }
+        "relays" => Ok(Value::Array(
+            net.relays()?
+                .iter()
+                .map(|r| {
+                    json!({
+                        "peer": r.peer.to_string(),
+                        "addrs": r.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "listening": r.listening.as_ref().map(ToString::to_string),
+                    })
+                })
+                .collect(),
+        )),
+        "relay_forget" => {
+            let peer = str_arg(req, "peer")?
+                .parse()
+                .map_err(|e| Error::InvalidInput(format!("bad network id: {e}")))?;
+            Ok(json!({ "forgotten": net.forget_relay(peer)? }))
         }
         other => Err(Error::InvalidInput(format!("unknown command {other:?}"))),
     }
