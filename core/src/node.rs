@@ -1287,15 +1287,7 @@ mod tests {
         let search = |q: &str| node.search(q, PageRequest::first(100)).unwrap().items;
         assert!(search("zanzibarquokka").is_empty());
         assert_eq!(search("quokkas").len(), 80);
-        node.store()
-            .write(|tx| {
-                tx.execute(
-                    "INSERT INTO posts_fts (posts_fts) VALUES ('integrity-check')",
-                    [],
-                )?;
-                Ok(())
-            })
-            .unwrap();
+        check_search_index_integrity(&node);
         assert!(!contains(&all_db_bytes(dir.path()), b"zanzibarquokka"));
     }
 
