@@ -178,6 +178,24 @@ impl TestNode {
         cmd
     }
 
+    /// [`TestNode::command`] run inside the network namespace `ns`
+    /// (`ip netns exec NS starling …`, same environment).
+    pub fn command_in_netns(&self, ns: &str) -> Command {
+        let plain = self.command();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(starling_bin());
+        for (k, v) in plain.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     /// Runs `starling --json ARGS` and captures everything.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(self.command(), args)
@@ -365,5 +383,26 @@ pub fn spawn_serve(mut cmd: Command) -> (Child, Value) {
             let _ = child.kill();
             panic!("serve's startup line is not JSON ({e}): {line:?}");
         }
+    }
+}
+
+/// Sends SIGTERM to `child` (a `starling serve` stops gracefully on it) and
+/// waits up to `limit` for it to exit; then kills it. Returns the exit code
+/// if it exited by itself in time.
+pub fn terminate(child: &mut Child, limit: Duration) -> Option<i32> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,11 +4,11 @@
 //! `group …`, `safety-number` (`--json` shapes), and the errors (bad ids,
 //! no bundle, a changed key refusing to send until accepted).
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::{TestNode, spawn_serve};
+use starling_tests::{TestNode, spawn_serve, terminate};
 
 /// A running `starling serve`.
 struct Serve {
@@ -40,18 +40,7 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(10));
     }
 }
 

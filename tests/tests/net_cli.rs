@@ -4,12 +4,11 @@
 //! process reaching the peer while both serve, blobs, and mDNS discovery
 //! between two network namespaces.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::{TestNode, nonce, spawn_serve, starling_bin};
+use starling_tests::{TestNode, nonce, spawn_serve, terminate};
 
 /// A running `starling serve`.
 struct Serve {
@@ -37,20 +36,7 @@ impl Serve {
 
     /// SIGTERM, then the exit status (within 15 s).
     fn stop(mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if start.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut self.child, Duration::from_secs(15))
     }
 }
 
@@ -269,24 +255,18 @@ fn two_nodes_find_each_other_by_mdns() {
     let (a, _) = TestNode::with_identity("A");
     let (b, _) = TestNode::with_identity("B");
     let in_ns = |node: &TestNode, name: &str| {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", name]).arg(starling_bin());
-        let plain = node.command();
-        for (k, v) in plain.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        cmd.stdin(Stdio::null()).stderr(Stdio::null());
+        let mut cmd = node.command_in_netns(name);
+        cmd.stderr(Stdio::null());
         cmd
     };
     let mut ca = in_ns(&a, &ns.names[0]);
     ca.args(["--json", "serve", "--listen", "/ip4/10.77.0.1/tcp/0"]);
     let mut cb = in_ns(&b, &ns.names[1]);
     cb.args(["--json", "serve", "--listen", "/ip4/10.77.0.2/tcp/0"]);
-    let sa = spawn_raw(ca);
-    let sb = spawn_raw(cb);
+    let (child, startup) = spawn_serve(ca);
+    let sa = Serve { child, startup };
+    let (child, startup) = spawn_serve(cb);
+    let sb = Serve { child, startup };
     let b_peer = sb.startup["peer_id"].as_str().expect("peer").to_string();
     // Found and connected without any dial.
     // mDNS queries every 5 s; the generous bound only matters on a machine
@@ -296,26 +276,4 @@ fn two_nodes_find_each_other_by_mdns() {
     });
     assert_eq!(sa.stop(), Some(0));
     assert_eq!(sb.stop(), Some(0));
-}
-
-fn spawn_raw(mut cmd: Command) -> Serve {
-    cmd.stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let mut rest = String::new();
-        while reader.read_line(&mut rest).is_ok_and(|n| n > 0) {
-            rest.clear();
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("startup line");
-    let startup: Value = serde_json::from_str(&line).expect("startup JSON");
-    Serve { child, startup }
 }

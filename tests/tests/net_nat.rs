@@ -49,7 +49,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use starling_tests::{TestNode, nonce, spawn_serve, starling_bin};
+use starling_tests::{TestNode, nonce, spawn_serve, terminate};
 
 /// How long to wait for anything network-related to settle.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -272,14 +272,7 @@ struct Serve {
 impl Serve {
     fn start(name: &'static str, node: &TestNode, ns: &str, extra: &[&str]) -> Serve {
         let log = node.path().join("serve.log");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).arg(starling_bin());
-        for (k, v) in node.command().get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = node.command_in_netns(ns);
         cmd.env(
             "RUST_LOG",
             "starling_core::net=debug,libp2p_dcutr=debug,libp2p_autonat=debug,libp2p_relay=debug",
@@ -305,16 +298,7 @@ impl Serve {
 
     /// SIGTERM; waits (bounded) for the exit.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut self.child, Duration::from_secs(10));
     }
 }
 
