@@ -78,13 +78,7 @@ impl Party {
 }
 
 fn text_of(p: &Party, env: &[u8]) -> String {
-    p.os()
-        .receive(env)
-        .unwrap()
-        .expect("mine")
-        .message
-        .expect("a message")
-        .text
+    text_at(p, T0, env)
 }
 
 /// A and B with an established session (setup, reply, and one more each).
@@ -639,27 +633,9 @@ fn a_second_setup_from_the_same_peer_is_accepted_and_the_old_session_still_works
         .encrypt_dm(&c.author(), Some(&fresh), "three")
         .unwrap();
     assert_eq!(sessions_with(&a, &c), 2);
-    assert_eq!(
-        at(&c, T0 + 3)
-            .receive(&e3)
-            .unwrap()
-            .unwrap()
-            .message
-            .unwrap()
-            .text,
-        "three"
-    );
+    assert_eq!(text_at(&c, T0 + 3, &e3), "three");
     assert_eq!(sessions_with(&c, &a), 2);
-    assert_eq!(
-        at(&c, T0 + 4)
-            .receive(&e2)
-            .unwrap()
-            .unwrap()
-            .message
-            .unwrap()
-            .text,
-        "two"
-    );
+    assert_eq!(text_at(&c, T0 + 4, &e2), "two");
     let r = at(&c, T0 + 5)
         .encrypt_dm(&a.author(), None, "reply")
         .unwrap();
