@@ -35,6 +35,7 @@
 //! leave the `-wal` file too.
 
 pub(crate) mod apply;
+mod checkpoint;
 pub mod cursor;
 pub(crate) mod export;
 pub(crate) mod graph;
@@ -46,7 +47,7 @@ pub(crate) mod replication;
 pub(crate) mod secrets;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
@@ -68,14 +69,8 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    /// Wakes the background checkpointer (see [`Store::after_commit`]),
-    /// started on first need.
-    checkpointer: Mutex<Option<std::sync::mpsc::SyncSender<()>>>,
-    /// Held by whoever checkpoints (the background thread, or
-    /// [`Store::checkpoint_truncate`] after a delete), so the truncating
-    /// checkpoint that erases deleted content never finds the checkpoint
-    /// lock taken.
-    checkpointing: Arc<Mutex<()>>,
+    /// When the WAL is copied into the database (see `checkpoint.rs`).
+    checkpoints: checkpoint::Checkpoints,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,19 +106,17 @@ impl Store {
         writer.pragma_update(None, "foreign_keys", true)?;
         writer.pragma_update(None, "secure_delete", true)?;
         tune(&writer, WRITER_CACHE_KIB)?;
-        // The WAL is copied into the database by a background thread once
-        // it passes BACKGROUND_CHECKPOINT_BYTES (see `after_commit`), so
-        // commits do not wait for it; the writer checkpoints itself only as
-        // a safety net if that thread falls far behind. After a checkpoint
-        // the file is cut back to 16 MiB.
-        writer.pragma_update(None, "wal_autocheckpoint", 16_000)?;
+        // Checkpoints follow checkpoint.rs's policy instead of SQLite's
+        // automatic one. When the WAL starts again after a checkpoint, a
+        // file grown past 16 MiB (a bulk batch) is cut back to that.
+        let checkpoints = checkpoint::Checkpoints::install(path, &mut writer)?;
         writer.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         migrations::migrate(&mut writer)?;
         // A large WAL left behind (by a migration that rewrote tables, or a
         // process killed mid bulk sync) would make every later open scan
         // it to rebuild the WAL index: copy it into the database and cut it
         // now. Busy (another process reading) just leaves it for later.
-        if std::fs::metadata(wal_path(path)).is_ok_and(|m| m.len() > BACKGROUND_CHECKPOINT_BYTES) {
+        if std::fs::metadata(wal_path(path)).is_ok_and(|m| m.len() > LARGE_WAL_BYTES) {
             let _busy: i64 =
                 writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
         }
@@ -139,8 +132,7 @@ impl Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
-            checkpointer: Mutex::new(None),
-            checkpointing: Arc::new(Mutex::new(())),
+            checkpoints,
         })
     }
 
@@ -157,34 +149,8 @@ impl Store {
         let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
-        drop(conn);
-        self.after_commit();
+        self.checkpoints.after_commit(&conn);
         Ok(out)
-    }
-
-    /// Once the WAL holds more than [`BACKGROUND_CHECKPOINT_BYTES`], wakes
-    /// a thread that copies it into the database with a `PASSIVE`
-    /// checkpoint on a connection of its own. A checkpoint costs about as
-    /// much as the commits it copies; on the writer's thread it stalled
-    /// every few batches of a bulk sync. Durability does not depend on it:
-    /// every commit is already fsynced in the WAL.
-    fn after_commit(&self) {
-        let wal = wal_path(&self.path);
-        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > BACKGROUND_CHECKPOINT_BYTES);
-        if !big {
-            return;
-        }
-        let mut slot = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.is_none() {
-            *slot = spawn_checkpointer(&self.path, self.checkpointing.clone());
-        }
-        if let Some(wake) = slot.as_ref() {
-            // Full: a checkpoint is already pending, which covers this one.
-            let _ = wake.try_send(());
-        }
     }
 
     /// Runs `f` on the reader connection inside one read transaction, so all
@@ -205,10 +171,7 @@ impl Store {
     pub fn checkpoint_truncate(&self) -> Result<()> {
         // Hold the reader lock too: an open read snapshot would stop the
         // checkpoint from reaching the end of the WAL.
-        let _turn = self
-            .checkpointing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = self.checkpoints.take_turn();
         let reader = lock(&self.reader);
         let writer = lock(&self.writer);
         let (busy, _log, _checkpointed): (i64, i64, i64) =
@@ -253,55 +216,15 @@ const WRITER_CACHE_KIB: i64 = 2 * 1024;
 /// reads a few index ranges and the rows of one page.
 const READER_CACHE_KIB: i64 = 2 * 1024;
 
-/// WAL size past which the background checkpointer runs (4,000 pages).
-const BACKGROUND_CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// WAL size past which opening a store copies the WAL into the database
+/// and truncates it (the size where background checkpoints start).
+const LARGE_WAL_BYTES: u64 = checkpoint::BACKGROUND_START_FRAMES as u64 * 4096;
 
 /// The `-wal` file next to the database at `db`.
 fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
     PathBuf::from(name)
-}
-
-/// Starts the checkpointer thread with its own connection; it ends when the
-/// store (holding the sender) is dropped. `None` if it cannot start, in
-/// which case the writer's own automatic checkpoint still bounds the WAL.
-fn spawn_checkpointer(
-    db: &Path,
-    checkpointing: Arc<Mutex<()>>,
-) -> Option<std::sync::mpsc::SyncSender<()>> {
-    let conn = match Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
-        Ok(conn) => conn,
-        Err(e) => {
-            tracing::warn!(error = %e, "background checkpointer not started");
-            return None;
-        }
-    };
-    let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
-    let spawned = std::thread::Builder::new()
-        .name("starling-checkpoint".into())
-        .spawn(move || {
-            while wakes.recv().is_ok() {
-                let _turn = checkpointing
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let done =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
-                if let Err(e) = done {
-                    tracing::debug!(error = %e, "background checkpoint failed");
-                }
-            }
-        });
-    match spawned {
-        Ok(_) => Some(wake),
-        Err(e) => {
-            tracing::warn!(error = %e, "background checkpointer not started");
-            None
-        }
-    }
 }
 
 /// Per-connection caches. Ingest and the views cycle through a few dozen
