@@ -714,7 +714,7 @@ fn thread_root_of(conn: &rusqlite::Connection, parent: &EntryId) -> Result<Entry
     use rusqlite::OptionalExtension;
     let root: Option<Option<Vec<u8>>> = conn
         .prepare_cached(
-            "SELECT p.root FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+            "SELECT p.root FROM entries e JOIN posts p ON p.rowid = e.rowid
              WHERE e.id = ?1",
         )?
         .query_row([parent.as_bytes()], |r| r.get(0))

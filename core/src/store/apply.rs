@@ -22,6 +22,8 @@ use crate::store::{from_sql_int, to_sql_int};
 pub(crate) struct Tip {
     pub seq: u64,
     pub id: EntryId,
+    /// The newest entry's timestamp (ms since the Unix epoch).
+    pub timestamp_ms: u64,
 }
 
 /// What applying an entry changed beyond plain inserts.
@@ -102,17 +104,25 @@ pub(crate) fn search_index_bounds(conn: &rusqlite::Connection) -> Result<(i64, i
 
 /// The tip of `author`'s feed, if any of it is stored.
 pub(crate) fn feed_tip(tx: &rusqlite::Connection, author: &AuthorId) -> Result<Option<Tip>> {
-    let mut stmt =
-        tx.prepare_cached("SELECT latest_seq, latest_id FROM feeds WHERE author = ?1")?;
+    // The highest stored seq (schema 9: `entries` holds the main chain of
+    // the held suffix only), found by the (author, seq) index.
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, id, timestamp FROM entries WHERE author = ?1 ORDER BY seq DESC LIMIT 1",
+    )?;
     let tip = stmt
         .query_row([author.as_bytes()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .optional()?;
     Ok(match tip {
-        Some((seq, id)) => Some(Tip {
+        Some((seq, id, timestamp)) => Some(Tip {
             seq: from_sql_int(seq),
             id: EntryId::from_slice(&id)?,
+            timestamp_ms: from_sql_int(timestamp),
         }),
         None => None,
     })
@@ -162,14 +172,13 @@ pub(crate) fn insert_entry(
     me: Option<&AuthorId>,
 ) -> Result<Effects> {
     let seq = to_sql_int(entry.seq)?;
-    let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
-    tx.prepare_cached(
-        "INSERT INTO feeds (author, latest_seq, latest_id) VALUES (?1, ?2, ?3)
-         ON CONFLICT (author) DO UPDATE SET latest_seq = excluded.latest_seq, latest_id = excluded.latest_id",
-    )?
-    .execute(params![entry.author.as_bytes(), seq, id.as_bytes()])?;
+    let (rowid, tombstoned) = insert_entry_row(tx, entry, id, encoded, payload)?;
+    // The tip moves with the new `entries` row; `feeds` only learns of a
+    // feed's first entry (an existing row is left untouched, unwritten).
+    tx.prepare_cached("INSERT OR IGNORE INTO feeds (author, low_seq) VALUES (?1, ?2)")?
+        .execute(params![entry.author.as_bytes(), seq])?;
     match payload {
-        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me),
+        Some((_, decoded)) => index_payload(tx, entry, rowid, id, decoded, tombstoned, me),
         None => Ok(Effects::default()),
     }
 }
@@ -185,23 +194,24 @@ pub(crate) fn insert_backfilled_entry(
     payload: Option<(&[u8], &Payload)>,
     me: Option<&AuthorId>,
 ) -> Result<Effects> {
-    let tombstoned = insert_entry_row(tx, entry, id, encoded, payload)?;
+    let (rowid, tombstoned) = insert_entry_row(tx, entry, id, encoded, payload)?;
     match payload {
-        Some((_, decoded)) => index_payload(tx, entry, id, decoded, tombstoned, me),
+        Some((_, decoded)) => index_payload(tx, entry, rowid, id, decoded, tombstoned, me),
         None => Ok(Effects::default()),
     }
 }
 
 /// Inserts the `entries` row of a validated entry, with its payload bytes
 /// unless the author already deleted the entry (a delete that arrived
-/// first). Returns whether it had been deleted so.
+/// first). Returns the row's rowid (its post, if it is one, shares it) and
+/// whether the entry had been deleted so.
 fn insert_entry_row(
     tx: &Transaction<'_>,
     entry: &Entry,
     id: &EntryId,
     encoded: &[u8],
     payload: Option<(&[u8], &Payload)>,
-) -> Result<bool> {
+) -> Result<(i64, bool)> {
     let tombstoned = payload.is_some() && is_tombstoned(tx, &entry.author, id)?;
     let kept = payload.filter(|_| !tombstoned).map(|(bytes, _)| bytes);
     tx.prepare_cached(
@@ -220,7 +230,7 @@ fn insert_entry_row(
         payload.map(|(_, p)| p.tag()),
         kept,
     ])?;
-    Ok(tombstoned)
+    Ok((tx.last_insert_rowid(), tombstoned))
 }
 
 /// Stores a fork: a second validly signed entry for an existing
@@ -262,17 +272,29 @@ pub(crate) fn attach_late_payload(
 ) -> Result<Option<Effects>> {
     let tombstoned = is_tombstoned(tx, &entry.author, id)?;
     // `tag` is set exactly when a payload was applied once.
-    let n = tx
-        .prepare_cached("UPDATE entries SET tag = ?2, payload = ?3 WHERE id = ?1 AND tag IS NULL")?
-        .execute(params![
-            id.as_bytes(),
-            payload.tag(),
-            (!tombstoned).then_some(bytes)
-        ])?;
-    if n == 0 {
+    let rowid: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE entries SET tag = ?2, payload = ?3 WHERE id = ?1 AND tag IS NULL RETURNING rowid",
+        )?
+        .query_row(
+            params![id.as_bytes(), payload.tag(), (!tombstoned).then_some(bytes)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(rowid) = rowid else {
         return Ok(None);
+    };
+    let effects = index_payload(tx, entry, rowid, id, payload, tombstoned, me)?;
+    // The post takes its entry's rowid, which may be one the search index
+    // already counts as indexed: then it enters the index here.
+    if let Payload::Post(post) = payload
+        && !tombstoned
+        && rowid <= search_index_bounds(tx)?.0
+    {
+        tx.prepare_cached("INSERT INTO posts_fts (rowid, text) VALUES (?1, ?2)")?
+            .execute(params![rowid, post.text])?;
     }
-    index_payload(tx, entry, id, payload, tombstoned, me).map(Some)
+    Ok(Some(effects))
 }
 
 /// Whether a delete by the target's own author exists for `target`.
@@ -288,6 +310,7 @@ fn is_tombstoned(tx: &Transaction<'_>, author: &AuthorId, target: &EntryId) -> R
 fn index_payload(
     tx: &Transaction<'_>,
     entry: &Entry,
+    rowid: i64,
     id: &EntryId,
     payload: &Payload,
     tombstoned: bool,
@@ -301,8 +324,8 @@ fn index_payload(
         Payload::Post(post) => {
             if tombstoned {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO posts (entry_id, author, seq, ts, reply_to, root, deleted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                    "INSERT OR IGNORE INTO posts (rowid, entry_id, author, seq, ts, reply_to, root, deleted)
+                     VALUES (?7, ?1, ?2, ?3, ?4, ?5, ?6, 1)",
                 )?
                 .execute(params![
                     id.as_bytes(),
@@ -311,6 +334,7 @@ fn index_payload(
                     ts,
                     post.reply_to.as_ref().map(|e| e.as_bytes().as_slice()),
                     post.root.as_ref().map(|e| e.as_bytes().as_slice()),
+                    rowid,
                 ])?;
                 return Ok(effects);
             }
@@ -321,8 +345,8 @@ fn index_payload(
                 .collect();
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO posts (entry_id, author, seq, ts, text, reply_to, root, mentions, attachments)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT OR IGNORE INTO posts (rowid, entry_id, author, seq, ts, text, reply_to, root, mentions, attachments)
+                     VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     id.as_bytes(),
@@ -334,6 +358,7 @@ fn index_payload(
                     post.root.as_ref().map(|e| e.as_bytes().as_slice()),
                     (!mentions.is_empty()).then_some(mentions),
                     encode_attachments(&post.attachments),
+                    rowid,
                 ])?;
             if inserted == 0 {
                 return Ok(effects);
@@ -474,7 +499,7 @@ fn erase_entry_content(tx: &Transaction<'_>, target: &EntryId) -> Result<()> {
         .execute([t])?;
     let post: Option<(i64, bool)> = tx
         .prepare_cached(
-            "SELECT p.rowid, p.deleted FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+            "SELECT p.rowid, p.deleted FROM entries e JOIN posts p ON p.rowid = e.rowid
              WHERE e.id = ?1",
         )?
         .query_row([t], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -507,8 +532,10 @@ pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Ef
     // FTS5 can only remove terms it has indexed.
     index_pending_posts(tx)?;
     {
-        let mut rows =
-            tx.prepare_cached("SELECT rowid FROM posts WHERE author = ?1 AND deleted = 0")?;
+        let mut rows = tx.prepare_cached(
+            "SELECT p.rowid FROM entries e JOIN posts p ON p.rowid = e.rowid
+                 WHERE e.author = ?1 AND p.deleted = 0",
+        )?;
         let rowids: Vec<i64> = rows
             .query_map([a], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -519,7 +546,7 @@ pub(crate) fn purge_author(tx: &Transaction<'_>, author: &AuthorId) -> Result<Ef
         }
     }
     for sql in [
-        "DELETE FROM posts WHERE author = ?1",
+        "DELETE FROM posts WHERE rowid IN (SELECT rowid FROM entries WHERE author = ?1)",
         "DELETE FROM feeds WHERE author = ?1",
         "DELETE FROM forks WHERE author = ?1",
         "DELETE FROM follows WHERE author = ?1",

@@ -21,6 +21,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema/0006_fewer_random_indexes.sql"),
     include_str!("schema/0007_deferred_search_index.sql"),
     include_str!("schema/0008_net_relays.sql"),
+    include_str!("schema/0009_feed_tips_from_entries.sql"),
+    include_str!("schema/0010_posts_share_entry_rowids.sql"),
 ];
 
 /// The schema version this build writes.
@@ -89,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn versions_6_and_7_move_payloads_keep_post_rowids_and_count_them_indexed() -> Result<()> {
+    fn versions_6_to_10_move_payloads_and_post_rowids_and_keep_them_searchable() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut conn = Connection::open(dir.path().join("v5.db"))?;
         conn.pragma_update(None, "foreign_keys", true)?;
@@ -135,31 +137,73 @@ mod tests {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        assert_eq!(found, (7, "heron".to_owned()));
+        // Version 10: the post (rowid 7 before) now has its entry's rowid,
+        // and the search index follows it.
+        let entry_rowid: i64 =
+            conn.query_row("SELECT rowid FROM entries WHERE seq = 1", [], |r| r.get(0))?;
+        assert_eq!(found, (entry_rowid, "heron".to_owned()));
         conn.execute(
             "INSERT INTO posts_fts (posts_fts) VALUES ('integrity-check')",
             [],
         )?;
-        // Posts are unique by (author, seq) now.
-        let dup = conn.execute(
-            "INSERT INTO posts (entry_id, author, seq, ts, text) VALUES (?1, ?2, 1, 1, 'again')",
-            rusqlite::params![[3u8; 32], [9u8; 32]],
-        );
-        assert!(dup.is_err());
-        // Version 7: every post stored before it counts as indexed, and the
-        // time-ordered author index is gone.
+        // Every post stored before counts as indexed, and the time-ordered
+        // author index (version 7) and the (author, seq) one (version 10)
+        // are gone.
         let through: i64 = conn.query_row(
             "SELECT indexed_through FROM search_progress WHERE id = 1",
             [],
             |r| r.get(0),
         )?;
-        assert_eq!(through, 7);
+        assert_eq!(through, entry_rowid);
+        let unique: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_index_list('posts') WHERE \"unique\" = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(unique, 0);
         let index: i64 = conn.query_row(
             "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'posts_author_time'",
             [],
             |r| r.get(0),
         )?;
         assert_eq!(index, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn version_9_keeps_the_held_range_and_fork_flag_of_each_feed() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut conn = Connection::open(dir.path().join("v8.db"))?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "user_version", 8)?;
+        // A feed held from seq 3 to 4 and flagged forked.
+        for (seq, id) in [(3u8, [3u8; 32]), (4, [4; 32])] {
+            conn.execute(
+                "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
+                 VALUES (?1, ?2, ?3, NULL, 1, x'00', 3, x'00', 1)",
+                rusqlite::params![id, [9u8; 32], seq],
+            )?;
+        }
+        conn.execute(
+            "INSERT INTO feeds (author, latest_seq, latest_id, forked, low_seq) VALUES (?1, 4, ?2, 1, 3)",
+            rusqlite::params![[9u8; 32], [4u8; 32]],
+        )?;
+
+        migrate(&mut conn)?;
+        let kept: (i64, bool) = conn.query_row(
+            "SELECT low_seq, forked FROM feeds WHERE author = ?1",
+            [[9u8; 32]],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        assert_eq!(kept, (3, true));
+        let columns: i64 =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('feeds')", [], |r| {
+                r.get(0)
+            })?;
+        assert_eq!(columns, 3, "the copied tip columns are gone");
         Ok(())
     }
 }

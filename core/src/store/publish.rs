@@ -36,12 +36,7 @@ pub(crate) fn publish_in_tx(
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     check_own_rules(tx, &me, payload)?;
     let (seq, prev, prev_ts) = match apply::feed_tip(tx, &me)? {
-        Some(tip) => {
-            let prev_ts = apply::entry_at(tx, &me, tip.seq)?
-                .map(|e| e.timestamp_ms)
-                .unwrap_or(0);
-            (tip.seq + 1, Some(tip.id), prev_ts)
-        }
+        Some(tip) => (tip.seq + 1, Some(tip.id), tip.timestamp_ms),
         None => (1, None, 0),
     };
     let entry = Entry::sign(signing, seq, prev, now_ms.max(prev_ts), &bytes);

@@ -243,7 +243,7 @@ pub fn raw_timeline_ids(conn: &Connection, me: &AuthorId, limit: u32) -> Result<
 }
 
 /// One author's posts, newest first: in feed order, read backwards along
-/// the posts (author, seq) index. A chain's timestamps never go back, so
+/// the entries (author, seq) index (a post shares its entry's rowid). A chain's timestamps never go back, so
 /// this is newest first; among posts of the same millisecond it is the
 /// order the author wrote them. The cursor's entry gives the seq to
 /// continue below.
@@ -266,9 +266,9 @@ pub(crate) fn feed(
         }
     };
     let sql = format!(
-        "SELECT {POST_COLUMNS} FROM posts p
-         WHERE p.author = ?5 AND p.seq < ?6 AND {VISIBLE}
-         ORDER BY p.seq DESC LIMIT ?4"
+        "SELECT {POST_COLUMNS} FROM entries e JOIN posts p ON p.rowid = e.rowid
+         WHERE e.author = ?5 AND e.seq < ?6 AND {VISIBLE}
+         ORDER BY e.seq DESC LIMIT ?4"
     );
     post_page(conn, &sql, me, page, &[author.as_bytes(), &below_seq])
 }
@@ -276,7 +276,7 @@ pub(crate) fn feed(
 /// A thread: the root post, then every reply in it, oldest first.
 pub(crate) fn thread(conn: &Connection, me: &AuthorId, root: &EntryId) -> Result<Vec<PostView>> {
     let root_sql = format!(
-        "SELECT {POST_COLUMNS} FROM entries e JOIN posts p ON p.author = e.author AND p.seq = e.seq
+        "SELECT {POST_COLUMNS} FROM entries e JOIN posts p ON p.rowid = e.rowid
          WHERE e.id = ?1"
     );
     let mut out: Vec<PostView> = match conn
@@ -323,16 +323,17 @@ pub(crate) fn notifications(
     let sql = format!(
         "SELECT kind, entry_id, author, subject, ts, emoji FROM (
              SELECT 0 AS kind, r.entry_id, r.author, r.reply_to AS subject, r.ts, NULL AS emoji
-               FROM posts mine JOIN posts r ON r.reply_to = mine.entry_id
-              WHERE mine.author = ?3 AND r.author != ?3 AND r.deleted = 0 AND {nb_r}
+               FROM entries my JOIN posts mine ON mine.rowid = my.rowid
+                    JOIN posts r ON r.reply_to = mine.entry_id
+              WHERE my.author = ?3 AND r.author != ?3 AND r.deleted = 0 AND {nb_r}
              UNION ALL
              SELECT 1, m.entry_id, m.author, m.entry_id, m.ts, NULL
                FROM mentions m
               WHERE m.target = ?3 AND m.author != ?3 AND {nb_m}
                 AND NOT EXISTS (SELECT 1 FROM entries er
-                                   JOIN posts r ON r.author = er.author AND r.seq = er.seq
+                                   JOIN posts r ON r.rowid = er.rowid
                                    JOIN entries parent ON parent.id = r.reply_to
-                                   JOIN posts mine ON mine.author = parent.author AND mine.seq = parent.seq
+                                   JOIN posts mine ON mine.rowid = parent.rowid
                                  WHERE er.id = m.entry_id AND parent.author = ?3)
              UNION ALL
              SELECT 2, x.entry_id, x.author, x.target, x.ts, x.emoji

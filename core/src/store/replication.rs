@@ -43,7 +43,10 @@ pub(crate) fn set_low(tx: &Transaction<'_>, author: &AuthorId, seq: u64) -> Resu
 /// The held range of one feed (all zero when nothing is held).
 pub(crate) fn feed_state(conn: &Connection, author: &AuthorId) -> Result<FeedState> {
     let row: Option<(i64, i64, bool)> = conn
-        .prepare_cached("SELECT latest_seq, low_seq, forked FROM feeds WHERE author = ?1")?
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM entries WHERE author = ?1), low_seq, forked
+             FROM feeds WHERE author = ?1",
+        )?
         .query_row([author.as_bytes()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
@@ -59,7 +62,11 @@ pub(crate) fn feed_state(conn: &Connection, author: &AuthorId) -> Result<FeedSta
 
 /// Every held feed with its range.
 pub(crate) fn all_feed_states(conn: &Connection) -> Result<Vec<(AuthorId, FeedState)>> {
-    let mut stmt = conn.prepare_cached("SELECT author, latest_seq, low_seq, forked FROM feeds")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.author, (SELECT COALESCE(MAX(e.seq), 0) FROM entries e WHERE e.author = f.author),
+                f.low_seq, f.forked
+         FROM feeds f",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, Vec<u8>>(0)?,
