@@ -41,8 +41,9 @@ pub(super) const BACKGROUND_START_FRAMES: i64 = 4_000;
 /// itself (2 MiB): a few hundred small commits, or one medium batch.
 const WRITER_REMAINDER_FRAMES: i64 = 512;
 
-/// Frames past which the writer checkpoints whatever the background thread
-/// is doing (64 MiB): the bound on the WAL's size.
+/// Frames past which the writer checkpoints itself after every commit while
+/// no background pass runs (64 MiB): the bound on the WAL's size if the
+/// background thread falls far behind or cannot start.
 const INLINE_LIMIT_FRAMES: i64 = 16_000;
 
 /// The checkpoint policy of one store: what the WAL holds, what the
@@ -121,13 +122,11 @@ impl Checkpoints {
             Step::Nothing => {}
             Step::Background => self.wake_background(),
             Step::Inline => {
-                // Past the limit the writer waits for a running pass;
-                // otherwise a running pass will do instead.
-                let turn = if frames >= INLINE_LIMIT_FRAMES {
-                    Some(self.take_turn())
-                } else {
-                    self.turn.try_lock().ok()
-                };
+                // Never wait for the turn here: the writer's lock is held,
+                // and the truncating checkpoint after a delete takes the
+                // turn before the writer's lock. A pass that is running
+                // copies these frames anyway; the next commit tries again.
+                let turn = self.turn.try_lock().ok();
                 if let Some(_turn) = turn
                     && let Err(e) = passive_checkpoint(writer)
                 {
@@ -138,7 +137,8 @@ impl Checkpoints {
     }
 
     /// Waits for any running checkpoint to end and holds off others until
-    /// the guard is dropped.
+    /// the guard is dropped. Take it before the writer's lock, never while
+    /// holding it.
     pub(super) fn take_turn(&self) -> MutexGuard<'_, ()> {
         self.turn
             .lock()
