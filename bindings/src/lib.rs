@@ -6,8 +6,8 @@
 //! call on the library's own tokio runtime (so Kotlin `suspend` and Swift
 //! `async` callers never block their threads), bridges the app's key storage
 //! and logger (foreign traits), turns node events into listener calls, runs
-//! networking (sync, blobs, invites) on that runtime and wraps end-to-end
-//! encrypted direct and group messages.
+//! networking (sync, blobs, invites, relays) on that runtime and wraps
+//! end-to-end encrypted direct and group messages.
 
 uniffi::setup_scaffolding!("starling");
 
@@ -26,7 +26,7 @@ pub use events::{NodeEvent, NodeEventListener, Subscription};
 pub use keys::{AtRestKeyProvider, generate_at_rest_key};
 pub use logging::{LogLevel, LogRecord, LogSink, clear_logger, set_log_level, set_logger};
 pub use messaging::{Conversation, ConversationSummary, GroupInfo, Message, TrustState};
-pub use net::{InviteAccepted, NetworkConfig, PeerInfo, SyncStatus};
+pub use net::{InviteAccepted, NetworkConfig, PeerInfo, Reachability, RelayInfo, SyncStatus};
 pub use node::{Diagnostics, StarlingNode, diagnostics};
 pub use types::{
     BlobRef, ImportReport, NewIdentity, NodeConfig, Notification, NotificationKind,

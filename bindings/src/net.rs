@@ -1,5 +1,6 @@
 //! Networking: peer-to-peer sync over libp2p (start/stop, dial, peers,
-//! sync status, invites) and blobs (attachments), on the library runtime.
+//! sync status, reachability, invites, relays) and blobs (attachments), on
+//! the library runtime.
 //!
 //! The core's `Network` spawns its swarm and session tasks with
 //! `tokio::spawn` and uses tokio timers and sockets, so every call into it
@@ -17,7 +18,10 @@ use starling_core::BlobId;
 use starling_core::net::blobs::BlobStore;
 use starling_core::net::config::{DEFAULT_BLOB_CACHE_BYTES, DEFAULT_MAX_BLOB_SIZE};
 use starling_core::net::invite::RelayReservation;
-use starling_core::net::{Multiaddr, NetConfig, Network, PeerInfo as CorePeerInfo};
+use starling_core::net::{
+    Multiaddr, NetConfig, Network, PeerId, PeerInfo as CorePeerInfo,
+    Reachability as CoreReachability, RelayInfo as CoreRelayInfo,
+};
 use starling_core::sync::PeerSyncStatus;
 
 use crate::error::StarlingError;
@@ -83,6 +87,12 @@ where
 fn multiaddr(s: &str) -> Result<Multiaddr, StarlingError> {
     Multiaddr::from_str(s.trim()).map_err(|e| StarlingError::InvalidInput {
         detail: format!("not a multiaddr {s:?}: {e}"),
+    })
+}
+
+fn parse_peer_id(s: &str) -> Result<PeerId, StarlingError> {
+    PeerId::from_str(s.trim()).map_err(|e| StarlingError::InvalidInput {
+        detail: format!("not a peer id {s:?}: {e}"),
     })
 }
 
@@ -170,6 +180,56 @@ impl From<CorePeerInfo> for PeerInfo {
             syncing: p.syncing,
             relay: p.relay,
             relayed: p.relayed,
+        }
+    }
+}
+
+/// Whether peers can dial this node directly, as far as the network has
+/// found out (AutoNAT: peers at public addresses are asked to dial it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Reachability {
+    /// Not found out yet: no probe has completed, or no peer could be asked
+    /// (only peers seen at a public IP address are asked, and only after
+    /// about 15 s). Always the case on a LAN or loopback alone.
+    Unknown,
+    /// A peer dialed this node back at an address it listens on; that
+    /// address is now one of `externalAddresses()`.
+    Public,
+    /// Peers could not dial this node back: it is behind a NAT or a
+    /// firewall and is reached through relays (and hole punching).
+    Private,
+}
+
+impl From<CoreReachability> for Reachability {
+    fn from(r: CoreReachability) -> Self {
+        match r {
+            CoreReachability::Unknown => Reachability::Unknown,
+            CoreReachability::Public => Reachability::Public,
+            CoreReachability::Private => Reachability::Private,
+        }
+    }
+}
+
+/// A relay this node keeps a reservation at, so that peers can reach this
+/// node through the relay while it is behind a NAT. A relay is remembered
+/// when the node accepts its invite.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RelayInfo {
+    /// The relay's network id (`12D3Koo…`); pass it to `forgetRelay`.
+    pub peer_id: String,
+    /// Where this node reaches the relay.
+    pub addresses: Vec<String>,
+    /// The address peers reach this node at through the relay while it
+    /// holds a reservation; null while asking for one.
+    pub circuit_address: Option<String>,
+}
+
+impl From<CoreRelayInfo> for RelayInfo {
+    fn from(r: CoreRelayInfo) -> Self {
+        RelayInfo {
+            peer_id: r.peer.to_string(),
+            addresses: r.addrs.iter().map(ToString::to_string).collect(),
+            circuit_address: r.listening.map(|a| a.to_string()),
         }
     }
 }
@@ -369,6 +429,56 @@ impl StarlingNode {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+
+    /// Whether peers can dial this node directly, as far as the network has
+    /// found out; `Unknown` until a peer at a public address was asked.
+    /// Throws `NetworkNotRunning`, `Closed`.
+    pub fn reachability(&self) -> Result<Reachability, StarlingError> {
+        Ok(self.net()?.reachability().into())
+    }
+
+    /// The addresses peers were confirmed to reach this node at: those a
+    /// peer dialed it back at. Empty behind a NAT, and until a peer at a
+    /// public address was asked. Throws `NetworkNotRunning`, `Closed`.
+    pub fn external_addresses(&self) -> Result<Vec<String>, StarlingError> {
+        Ok(self
+            .net()?
+            .external_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
+
+    /// The relays this node keeps a reservation at (those whose invite it
+    /// accepted, at most eight, most recently used first), and whether each
+    /// holds one now. They are asked again after a restart.
+    ///
+    /// Throws `Storage`, `NetworkNotRunning`, `Closed`.
+    pub async fn relays(&self) -> Result<Vec<RelayInfo>, StarlingError> {
+        let net = self.net()?;
+        blocking(move || {
+            Ok(net
+                .relays()
+                .map_err(StarlingError::from_net)?
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        })
+        .await
+    }
+
+    /// Stops keeping a reservation at the relay `peerId` and forgets it:
+    /// this node is no longer reachable through it, and does not ask it
+    /// again, now or after a restart. Returns whether it was remembered
+    /// (false for a peer that is not one of `relays()`).
+    ///
+    /// Throws `InvalidInput` for a malformed peer id, `Storage`,
+    /// `NetworkNotRunning`, `Closed`.
+    pub async fn forget_relay(&self, peer_id: String) -> Result<bool, StarlingError> {
+        let relay = parse_peer_id(&peer_id)?;
+        let net = self.net()?;
+        blocking(move || net.forget_relay(relay).map_err(StarlingError::from_net)).await
     }
 
     /// Creates a one-time invite code, valid for `ttlSeconds` (default one

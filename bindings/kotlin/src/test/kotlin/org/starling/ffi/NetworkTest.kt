@@ -157,6 +157,51 @@ class NetworkTest {
             eventually(timeoutMs = 10_000, what = "the inviter follows back") { p.a.follows(p.aId).contains(p.bId) }
             // One-time: the same code again is refused.
             assertThrows<StarlingException.InvalidInput> { p.b.acceptInvite(code) }
+            // The inviter is not a relay, so it is not remembered as one.
+            assertEquals(emptyList<RelayInfo>(), p.b.relays())
+            assertFalse(p.b.forgetRelay(p.a.peerId()))
+        }
+
+    @Test
+    fun `a node on loopback alone has unknown reachability and no external addresses`() =
+        runBlocking<Unit> {
+            val idle = node("idle").also { it.createIdentity(null) }
+            assertThrows<StarlingException.NetworkNotRunning> { idle.reachability() }
+            assertThrows<StarlingException.NetworkNotRunning> { idle.externalAddresses() }
+
+            // AutoNAT asks only peers seen at a public address to dial back,
+            // and on loopback there are none, connected or not.
+            val p = pair()
+            assertEquals(Reachability.UNKNOWN, p.a.reachability())
+            assertEquals(emptyList<String>(), p.a.externalAddresses())
+            p.a.dial(p.b.listenAddresses().first())
+            assertEquals(Reachability.UNKNOWN, p.a.reachability())
+            assertEquals(emptyList<String>(), p.a.externalAddresses())
+            assertEquals(emptyList<String>(), p.b.externalAddresses())
+
+            p.a.stopNetwork()
+            assertThrows<StarlingException.NetworkNotRunning> { p.a.reachability() }
+            assertThrows<StarlingException.NetworkNotRunning> { p.a.externalAddresses() }
+        }
+
+    @Test
+    fun `a node that accepted no relay invite has no relays and forgetRelay checks the peer id`() =
+        runBlocking<Unit> {
+            val idle = node("idle").also { it.createIdentity(null) }
+            val (a, _) = started("a")
+            val somePeer = a.peerId()
+            assertThrows<StarlingException.NetworkNotRunning> { idle.relays() }
+            assertThrows<StarlingException.NetworkNotRunning> { idle.forgetRelay(somePeer) }
+            // A malformed peer id is refused before networking is looked at.
+            assertThrows<StarlingException.InvalidInput> { idle.forgetRelay("not a peer id") }
+
+            // A node that accepted no relay's invite keeps no reservation.
+            assertEquals(emptyList<RelayInfo>(), a.relays())
+            assertFalse(a.forgetRelay(somePeer))
+            assertFalse(a.forgetRelay("  $somePeer  "), "surrounding blanks are ignored")
+            assertThrows<StarlingException.InvalidInput> { a.forgetRelay("not a peer id") }
+            assertThrows<StarlingException.InvalidInput> { a.forgetRelay("") }
+            assertThrows<StarlingException.InvalidInput> { a.forgetRelay(a.listenAddresses().first()) }
         }
 
     @Test
@@ -294,6 +339,10 @@ class NetworkTest {
             assertThrows<StarlingException.Closed> { a.peers() }
             assertThrows<StarlingException.Closed> { a.peerId() }
             assertThrows<StarlingException.Closed> { a.syncStatus() }
+            assertThrows<StarlingException.Closed> { a.reachability() }
+            assertThrows<StarlingException.Closed> { a.externalAddresses() }
+            assertThrows<StarlingException.Closed> { a.relays() }
+            assertThrows<StarlingException.Closed> { a.forgetRelay(addr.substringAfterLast("/p2p/")) }
             assertThrows<StarlingException.Closed> { a.startNetwork(loopback()) }
             assertThrows<StarlingException.Closed> { a.addBlob(byteArrayOf(1)) }
             assertThrows<StarlingException.Closed> { a.fetchBlob(ref.id) }
