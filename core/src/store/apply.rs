@@ -174,7 +174,8 @@ pub(crate) fn insert_entry(
     let seq = to_sql_int(entry.seq)?;
     let (rowid, tombstoned) = insert_entry_row(tx, entry, id, encoded, payload)?;
     // The tip moves with the new `entries` row; `feeds` only learns of a
-    // feed's first entry (an existing row is left untouched, unwritten).
+    // feed's first stored entry, whose seq is the low end of the held
+    // suffix (1, or a sync head's); an existing row is left unwritten.
     tx.prepare_cached("INSERT OR IGNORE INTO feeds (author, low_seq) VALUES (?1, ?2)")?
         .execute(params![entry.author.as_bytes(), seq])?;
     match payload {

@@ -477,13 +477,12 @@ fn write_planned(
     for p in planned {
         let payload = p.payload.as_ref().map(|(b, d)| (*b, d));
         match &p.action {
+            // A head's feed row is new: `insert_entry` records its first
+            // stored seq as the held suffix's low end.
             Action::Append | Action::Head => {
                 effects.merge(apply::insert_entry(
                     tx, &p.entry, &p.id, p.encoded, payload, me,
                 )?);
-                if matches!(p.action, Action::Head) {
-                    crate::store::replication::set_low(tx, &p.entry.author, p.entry.seq)?;
-                }
                 report.accepted += 1;
                 out.added.push((p.id, p.entry.author, p.entry.seq));
             }
