@@ -127,6 +127,30 @@ fn raw_insert(
     tx.commit().unwrap();
 }
 
+/// Runs `rounds` rounds of `per_round` calls of `publish`, then as many of
+/// `insert`, and returns the time spent in each. Both are fsync-bound, so
+/// they alternate to share the disk's moods instead of meeting them one
+/// after the other. `after_round` runs after each round, untimed.
+fn alternate(
+    rounds: usize,
+    per_round: usize,
+    mut publish: impl FnMut(),
+    mut insert: impl FnMut(),
+    mut after_round: impl FnMut(usize),
+) -> (Duration, Duration) {
+    let (mut publishing, mut inserting) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        let t = Instant::now();
+        (0..per_round).for_each(|_| publish());
+        publishing += t.elapsed();
+        let t = Instant::now();
+        (0..per_round).for_each(|_| insert());
+        inserting += t.elapsed();
+        after_round(round);
+    }
+    (publishing, inserting)
+}
+
 fn bench_publish(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::open(&dir.path().join("node"), keys()).unwrap();
@@ -152,14 +176,12 @@ fn bench_publish(c: &mut Criterion) {
 
     // Measured: the full publish path (unlocked identity, sign, 1 commit),
     // against baseline b: a raw insert of the same row, one durable
-    // transaction each. Both are fsync-bound, so they alternate in rounds
-    // to share the disk's moods instead of meeting them one after the other.
+    // transaction each, in alternating rounds.
     let raw = raw_insert_db(dir.path());
     let encoded = sample.encode();
     let payload = post_payload(text(1));
     let (rounds, per_round) = (10, 40);
     let count = rounds * per_round;
-    let (mut publishing, mut inserting) = (Duration::ZERO, Duration::ZERO);
     let mut seq = 0u64;
     // Pages each commit writes, from the WALs' growth: the node's over all
     // rounds (about 12 MiB, under the 16 MiB where its checkpoints start;
@@ -171,25 +193,27 @@ fn bench_publish(c: &mut Criterion) {
     // A WAL frame is a 24-byte header and one 4 KiB page.
     let frames = |bytes: u64, commits: usize| bytes as f64 / 4120.0 / commits as f64;
     let node_wal_before = wal_len(&node_wal);
+    let raw_wal_before = wal_len(&raw_wal);
     let mut raw_frames = 0.0;
-    for round in 0..rounds {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            n += 1;
-            node.post(&text(n), None).unwrap();
-        }
-        publishing += t.elapsed();
-        let raw_before = wal_len(&raw_wal);
-        let t = Instant::now();
-        for _ in 0..per_round {
-            seq += 1;
-            raw_insert(&raw, seq, &sample, &encoded, &payload);
-        }
-        inserting += t.elapsed();
-        if round == 0 {
-            raw_frames = frames(wal_len(&raw_wal) - raw_before, per_round);
-        }
-    }
+    let mut publish_one = || {
+        n += 1;
+        node.post(&text(n), None).unwrap();
+    };
+    let mut insert_one = || {
+        seq += 1;
+        raw_insert(&raw, seq, &sample, &encoded, &payload);
+    };
+    let (publishing, inserting) = alternate(
+        rounds,
+        per_round,
+        &mut publish_one,
+        &mut insert_one,
+        |round| {
+            if round == 0 {
+                raw_frames = frames(wal_len(&raw_wal) - raw_wal_before, per_round);
+            }
+        },
+    );
     let post_frames = frames(wal_len(&node_wal) - node_wal_before, count);
     let publish = rate(count, publishing);
     let insert = rate(count, inserting);
@@ -210,21 +234,8 @@ fn bench_publish(c: &mut Criterion) {
     // times (the node's every ~680 posts, the raw table's every ~450 rows),
     // so what checkpoints cost is in both figures.
     let (rounds, per_round) = (12, 500);
-    let (mut publishing, mut inserting) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            n += 1;
-            node.post(&text(n), None).unwrap();
-        }
-        publishing += t.elapsed();
-        let t = Instant::now();
-        for _ in 0..per_round {
-            seq += 1;
-            raw_insert(&raw, seq, &sample, &encoded, &payload);
-        }
-        inserting += t.elapsed();
-    }
+    let (publishing, inserting) =
+        alternate(rounds, per_round, &mut publish_one, &mut insert_one, |_| {});
     let count = rounds * per_round;
     let (publish, insert) = (rate(count, publishing), rate(count, inserting));
     let baseline = sign.min(insert);
