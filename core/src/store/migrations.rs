@@ -67,6 +67,28 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A database in `dir` brought to schema `version` by the first
+    /// migrations only, as an older Starling left it.
+    fn database_at_version(dir: &tempfile::TempDir, version: usize) -> Result<Connection> {
+        let conn = Connection::open(dir.path().join(format!("v{version}.db")))?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "user_version", version as i64)?;
+        Ok(conn)
+    }
+
+    /// Stores a bare entry row of `author` (no payload bytes, tag: post).
+    fn insert_entry_row(conn: &Connection, id: [u8; 32], author: [u8; 32], seq: u8) -> Result<()> {
+        conn.execute(
+            "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
+             VALUES (?1, ?2, ?3, NULL, 1, x'00', 3, x'00', 1)",
+            rusqlite::params![id, author, seq],
+        )?;
+        Ok(())
+    }
+
     #[test]
     fn migrations_are_idempotent_and_newer_schemas_are_refused() -> Result<()> {
         let dir = tempfile::tempdir()?;
@@ -93,20 +115,11 @@ mod tests {
     #[test]
     fn versions_6_to_10_move_payloads_and_post_rowids_and_keep_them_searchable() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut conn = Connection::open(dir.path().join("v5.db"))?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        for sql in &MIGRATIONS[..5] {
-            conn.execute_batch(sql)?;
-        }
-        conn.pragma_update(None, "user_version", 5)?;
+        let mut conn = database_at_version(&dir, 5)?;
         // Two entries (one with its payload, one whose payload was deleted)
         // and a post whose rowid is not 1, indexed for search.
         for (n, id) in [(1u8, [1u8; 32]), (2, [2; 32])] {
-            conn.execute(
-                "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
-                 VALUES (?1, ?2, ?3, NULL, 1, x'00', 3, x'00', 1)",
-                rusqlite::params![id, [9u8; 32], n],
-            )?;
+            insert_entry_row(&conn, id, [9; 32], n)?;
         }
         conn.execute("INSERT INTO payloads VALUES (?1, x'616263')", [[1u8; 32]])?;
         conn.execute(
@@ -173,19 +186,10 @@ mod tests {
     #[test]
     fn version_9_keeps_the_held_range_and_fork_flag_of_each_feed() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let mut conn = Connection::open(dir.path().join("v8.db"))?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        for sql in &MIGRATIONS[..8] {
-            conn.execute_batch(sql)?;
-        }
-        conn.pragma_update(None, "user_version", 8)?;
+        let mut conn = database_at_version(&dir, 8)?;
         // A feed held from seq 3 to 4 and flagged forked.
         for (seq, id) in [(3u8, [3u8; 32]), (4, [4; 32])] {
-            conn.execute(
-                "INSERT INTO entries (id, author, seq, prev, timestamp, encoded, payload_len, payload_hash, tag)
-                 VALUES (?1, ?2, ?3, NULL, 1, x'00', 3, x'00', 1)",
-                rusqlite::params![id, [9u8; 32], seq],
-            )?;
+            insert_entry_row(&conn, id, [9; 32], seq)?;
         }
         conn.execute(
             "INSERT INTO feeds (author, latest_seq, latest_id, forked, low_seq) VALUES (?1, 4, ?2, 1, 3)",
